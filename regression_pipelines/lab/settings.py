@@ -1,0 +1,92 @@
+"""Where the local lab lives and which loopback ports it uses.
+
+One place for every lab port and credential, so the lab, the resources and the tests agree. Every value can
+be overridden from the environment (REGRESS_LAB_*), and REGRESS_LAB_PORT_OFFSET shifts every port at once so
+two labs (e.g. two checkouts) can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAB_HOST = "127.0.0.1"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer port number; set it to e.g. {default}") from None
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """Ports and credentials of the lab. Defaults avoid the services' standard ports."""
+
+    lab_dir: Path = field(default_factory=lambda: Path(os.environ.get("REGRESS_LAB_DIR", REPO_ROOT / ".lab")))
+    postgres_port: int = 15432
+    patroni_pg_ports: tuple[int, int, int] = (15433, 15434, 15435)
+    patroni_rest_ports: tuple[int, int, int] = (18008, 18009, 18010)
+    etcd_client_port: int = 12379
+    etcd_peer_port: int = 12380
+    haproxy_rw_port: int = 15000
+    haproxy_ro_port: int = 15001
+    haproxy_stats_port: int = 17000
+    redis_port: int = 16379
+    rabbitmq_port: int = 15673
+    alertmanager_port: int = 19093
+    # Lab-only credentials (loopback lab, never a real system). Resources read them through EnvVar.
+    postgres_user: str = "regress"
+    postgres_password: str = "regress-lab-pw"
+    postgres_db: str = "regress"
+    patroni_superuser_password: str = "patroni-lab-pw"
+    patroni_replication_password: str = "replicator-lab-pw"
+    rabbitmq_user: str = "guest"
+    rabbitmq_password: str = "guest"
+
+    @classmethod
+    def from_env(cls) -> LabSettings:
+        offset = _env_int("REGRESS_LAB_PORT_OFFSET", 0)
+        base = cls()
+        overrides: dict[str, object] = {}
+        for f in fields(cls):
+            value = getattr(base, f.name)
+            env_name = "REGRESS_LAB_" + f.name.upper()
+            if isinstance(value, int):
+                overrides[f.name] = _env_int(env_name, value + offset)
+            elif isinstance(value, tuple):
+                raw = os.environ.get(env_name)
+                if raw:
+                    try:
+                        overrides[f.name] = tuple(int(p) for p in raw.split(","))
+                    except ValueError:
+                        raise ValueError(
+                            f"{env_name}={raw!r} must be three comma-separated ports, e.g. "
+                            + ",".join(str(p) for p in value)
+                        ) from None
+                else:
+                    overrides[f.name] = tuple(p + offset for p in value)
+            elif isinstance(value, str) and env_name in os.environ:
+                overrides[f.name] = os.environ[env_name]
+        return cls(**overrides)  # type: ignore[arg-type]
+
+
+def lab_env_defaults(settings: LabSettings | None = None) -> dict[str, str]:
+    """Environment variables the resources read (via EnvVar), pointing at the lab unless already set."""
+    s = settings or LabSettings.from_env()
+    return {
+        "REGRESS_PG_HOST": LAB_HOST,
+        "REGRESS_PG_PORT": str(s.postgres_port),
+        "REGRESS_PG_USER": s.postgres_user,
+        "REGRESS_PG_PASSWORD": s.postgres_password,
+        "REGRESS_PG_DB": s.postgres_db,
+        "REGRESS_REDIS_PORT": str(s.redis_port),
+        "REGRESS_RABBITMQ_PASSWORD": s.rabbitmq_password,
+        "REGRESS_PATRONI_PASSWORD": s.patroni_superuser_password,
+    }
