@@ -1,0 +1,305 @@
+"""Cache-coherence scenario: concurrent readers and writers against PostgreSQL + Redis, judged by an oracle.
+
+Plain Python (no Dagster): takes a connection factory and a Redis client, returns a ScenarioResult.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+import redis
+
+from assets.cache_coherence.config import CacheConfig
+from assets.cache_coherence.oracle import CommitLog
+from assets.cache_coherence.store import CachedTable, CacheEntry
+from regression_pipelines.measure import nines, percentile
+from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
+
+AREA = "cache_coherence"
+INVARIANTS = ("no_divergence_after_settle", "stale_read_rate_within_bound", "ttl_expiry_honoured")
+TTL_PROBE_MS = 300
+
+ConnectionFactory = Callable[[], psycopg.Connection]
+
+
+@dataclass
+class ModeStats:
+    """What the workers saw during one mode's workload (appended under the GIL: list.append is atomic)."""
+
+    reads: int = 0
+    writes: int = 0
+    hits: int = 0
+    stale_reads: int = 0
+    cache_latency_ms: list[float] = field(default_factory=list)
+    db_latency_ms: list[float] = field(default_factory=list)
+    staleness_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+class _Budget:
+    """Shared operation count and deadline: every workload stops on whichever comes first."""
+
+    def __init__(self, max_ops: int, max_seconds: float) -> None:
+        self._remaining = max_ops
+        self._lock = threading.Lock()
+        self.deadline = time.monotonic() + max_seconds
+
+    def take(self) -> bool:
+        if time.monotonic() >= self.deadline:
+            return False
+        with self._lock:
+            if self._remaining <= 0:
+                return False
+            self._remaining -= 1
+            return True
+
+
+def _key_weights(keys: int) -> list[float]:
+    """Zipf-like skew: a few hot keys get most traffic, so reads and writes really collide."""
+    return [1.0 / (rank + 1) ** 0.9 for rank in range(keys)]
+
+
+def _reader(
+    table: CachedTable,
+    log: CommitLog,
+    connect: ConnectionFactory,
+    budget: _Budget,
+    stats: ModeStats,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    weights = _key_weights(table.config.keys)
+    population = range(table.config.keys)
+    with connect() as conn:
+        while budget.take():
+            key = rng.choices(population, weights)[0]
+            started = time.monotonic()
+            expected = log.latest(key)
+            t0 = time.perf_counter()
+            entry = table.cache_get(key)
+            t1 = time.perf_counter()
+            if entry is not None and not entry.tombstone:
+                stats.hits += 1
+                stats.cache_latency_ms.append((t1 - t0) * 1000)
+                served = entry.version
+            else:
+                version, value = table.db_read(conn, key)
+                stats.db_latency_ms.append((time.perf_counter() - t1) * 1000)
+                table.cache_put(key, CacheEntry(version, False, value))
+                served = version
+            stats.reads += 1
+            if served < expected:
+                stats.stale_reads += 1
+                stats.staleness_ms.append(log.staleness(key, served, started) * 1000)
+
+
+def _writer(
+    table: CachedTable,
+    log: CommitLog,
+    connect: ConnectionFactory,
+    budget: _Budget,
+    stats: ModeStats,
+    mode: str,
+    interval_s: float,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    weights = _key_weights(table.config.keys)
+    population = range(table.config.keys)
+    next_at = time.monotonic()
+    with connect() as conn:
+        while budget.take():
+            key = rng.choices(population, weights)[0]
+            version, value, committed_at = table.db_write(conn, key)
+            log.record(key, version, committed_at)
+            table.after_write(mode, key, version, value)
+            stats.writes += 1
+            next_at += interval_s
+            pause = next_at - time.monotonic()
+            if pause > 0:
+                time.sleep(min(pause, max(0.0, budget.deadline - time.monotonic())))
+
+
+def _guarded(target: Callable[..., None], stats: ModeStats) -> Callable[..., None]:
+    def run(*args: object) -> None:
+        try:
+            target(*args)
+        except Exception as exc:  # a worker error must surface in the result, never vanish in a thread
+            stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+    return run
+
+
+def _run_mode(
+    mode: str, config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis
+) -> list[Metric | Invariant]:
+    run_tag = uuid.uuid4().hex[:12]
+    table = CachedTable(run_tag, config, cache)
+    log = CommitLog(config.keys)
+    stats = ModeStats()
+    with connect() as admin:
+        table.create(admin)
+        try:
+            budget = _Budget(config.max_ops, config.max_seconds)
+            interval = config.writers / config.writes_per_second
+            threads = [
+                threading.Thread(
+                    target=_guarded(_reader, stats),
+                    args=(table, log, connect, budget, stats, config.seed + i),
+                )
+                for i in range(config.readers)
+            ] + [
+                threading.Thread(
+                    target=_guarded(_writer, stats),
+                    args=(table, log, connect, budget, stats, mode, interval, config.seed + 1000 + i),
+                )
+                for i in range(config.writers)
+            ]
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(config.max_seconds + 30)
+            stats.elapsed_s = time.monotonic() - started
+            if stats.errors:
+                raise RuntimeError(f"{mode}: {len(stats.errors)} worker errors, first: {stats.errors[0]}")
+            table.wait_for_pending(config.delay_invalidation_ms / 1000 + 5)
+            time.sleep(config.settle_seconds)
+            divergent = _divergent_keys(table, admin)
+            ttl_problem = _ttl_problem(table, config)
+        finally:
+            table.drop(admin)
+    return _mode_figures(mode, config, stats, divergent, ttl_problem)
+
+
+def _divergent_keys(table: CachedTable, conn: psycopg.Connection) -> list[int]:
+    """Keys whose cached value (not a tombstone) disagrees with the committed row after settling."""
+    rows = dict(conn.execute(f"SELECT id, version FROM {table.table}").fetchall())
+    divergent = []
+    for key, version in rows.items():
+        entry = table.cache_get(key)
+        if entry is not None and not entry.tombstone and entry.version != version:
+            divergent.append(key)
+    return sorted(divergent)
+
+
+def _ttl_problem(table: CachedTable, config: CacheConfig) -> str:
+    """Empty when every cached entry expires within the TTL and a short-TTL probe really expires."""
+    limit_ms = int(config.ttl_seconds * 1000)
+    for key in range(config.keys):
+        pttl = table.cache.pttl(table.cache_key(key))
+        if pttl == -1:
+            return f"key {table.cache_key(key)} has no expiry (configured ttl {config.ttl_seconds}s)"
+        if pttl > limit_ms:
+            return f"key {table.cache_key(key)} expires in {pttl} ms > ttl {limit_ms} ms"
+    probe_key = config.keys  # outside the workload's key range
+    table.cache_put(probe_key, CacheEntry(1, False, "probe"), ttl_ms=TTL_PROBE_MS)
+    time.sleep(TTL_PROBE_MS / 1000 * 2)
+    if table.cache_get(probe_key) is not None:
+        return f"probe written with ttl {TTL_PROBE_MS} ms still present after {TTL_PROBE_MS * 2} ms"
+    return ""
+
+
+def _mode_figures(
+    mode: str, config: CacheConfig, stats: ModeStats, divergent: list[int], ttl_problem: str
+) -> list[Metric | Invariant]:
+    ops = stats.reads + stats.writes
+    stale_rate = stats.stale_reads / stats.reads if stats.reads else float("nan")
+    lower, higher = Direction.LOWER_IS_BETTER, Direction.HIGHER_IS_BETTER
+    figures: list[Metric | Invariant] = [
+        Metric(f"{mode}.ops_per_s", ops / stats.elapsed_s if stats.elapsed_s else 0.0, "ops/s", higher),
+        Metric(f"{mode}.hit_ratio", stats.hits / stats.reads if stats.reads else 0.0, "ratio", higher),
+        Metric(f"{mode}.stale_read_rate", stale_rate, "ratio", lower),
+        Metric(f"{mode}.stale_read_nines", nines(stale_rate, stats.reads), "nines", higher),
+        Metric(f"{mode}.divergent_keys", len(divergent), "keys", lower),
+        Metric(f"{mode}.reads", stats.reads, "ops", higher),
+        Metric(f"{mode}.writes", stats.writes, "ops", higher),
+    ]
+    for source, samples in (("cache", stats.cache_latency_ms), ("db", stats.db_latency_ms)):
+        for q in (50, 95, 99):
+            figures.append(Metric(f"{mode}.{source}_read_p{q}_ms", percentile(samples, q), "ms", lower))
+    for label, q in (("p50", 50), ("p99", 99), ("max", 100)):
+        figures.append(
+            Metric(
+                f"{mode}.staleness_{label}_ms",
+                percentile(stats.staleness_ms, q) if stats.staleness_ms else 0.0,
+                "ms",
+                lower,
+            )
+        )
+    facts = {"mode": mode, "reads": stats.reads, "stale_reads": stats.stale_reads}
+    figures += [
+        Invariant(
+            "no_divergence_after_settle",
+            not divergent,
+            f"{len(divergent)} of {config.keys} keys differ between cache and database after "
+            f"{config.settle_seconds}s settle" + (f" (e.g. keys {divergent[:5]})" if divergent else ""),
+            facts,
+        ),
+        Invariant(
+            "stale_read_rate_within_bound",
+            stats.reads > 0 and stale_rate <= config.max_stale_read_rate,
+            f"{stats.stale_reads} stale of {stats.reads} reads = {stale_rate:.5f} "
+            f"(bound {config.max_stale_read_rate})",
+            facts,
+        ),
+        Invariant(
+            "ttl_expiry_honoured",
+            not ttl_problem,
+            ttl_problem
+            or f"all cached keys expire within {config.ttl_seconds}s; a {TTL_PROBE_MS} ms probe expired",
+            facts,
+        ),
+    ]
+    return figures
+
+
+def _merge_modes(per_mode: list[Invariant]) -> list[Invariant]:
+    """One check per invariant across the modes run: it passes only if it held in every mode."""
+    merged = []
+    for name in INVARIANTS:
+        parts = [inv for inv in per_mode if inv.name == name]
+        merged.append(
+            Invariant(
+                name,
+                all(inv.passed for inv in parts),
+                "; ".join(
+                    f"{inv.facts['mode']}: {'ok' if inv.passed else 'FAILED'}, {inv.detail}" for inv in parts
+                ),
+                {f"{inv.facts['mode']}.passed": inv.passed for inv in parts},
+            )
+        )
+    return merged
+
+
+def run(config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis) -> ScenarioResult:
+    """Run each configured mode in turn (each with a fresh table and key space) and gather the figures."""
+    result = ScenarioResult(area=AREA)
+    per_mode: list[Invariant] = []
+    for mode in config.modes:
+        for figure in _run_mode(mode, config, connect, cache):
+            (result.metrics if isinstance(figure, Metric) else per_mode).append(figure)
+    result.invariants = _merge_modes(per_mode)
+    with connect() as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    result.environment.update(
+        {
+            "postgres_version": str(pg_version),
+            "redis_version": str(cache.info("server")["redis_version"]),
+            "modes": ",".join(config.modes),
+            "fault": config.fault,
+            "keys": config.keys,
+            "readers": config.readers,
+            "writers": config.writers,
+            "writes_per_second": config.writes_per_second,
+            "ttl_seconds": config.ttl_seconds,
+        }
+    )
+    return result
