@@ -116,6 +116,4 @@ def metrics_from_metadata(metadata: Mapping[str, Any]) -> list[Metric]:
 
 def invariants_from_metadata(metadata: Mapping[str, Any]) -> list[Invariant]:
     stored = json.loads(_plain(metadata.get(INVARIANTS_KEY, "{}")) or "{}")
-    return [
-        Invariant(name=n, passed=bool(v["passed"]), detail=v["detail"]) for n, v in sorted(stored.items())
-    ]
+    return [Invariant(name=n, passed=bool(v["passed"]), detail=v["detail"]) for n, v in sorted(stored.items())]

@@ -23,9 +23,7 @@ class DeltaLakeResource(ConfigurableResource):
 
     def table_uri(self, name: str) -> str:
         if not name.isidentifier():
-            raise ResourceConfigError(
-                RESOURCE, "table name", f"{name!r} is not a plain identifier", "use [A-Za-z0-9_]"
-            )
+            raise ResourceConfigError(RESOURCE, "table name", f"{name!r} is not a plain identifier", "use [A-Za-z0-9_]")
         return str(Path(self.root).resolve() / name)
 
     def spark_session(self) -> None:

@@ -35,10 +35,11 @@ def explain_connect_error(resource: str, exc: Exception, password: str | None) -
             mask_secrets(text.strip(), password),
             "set REGRESS_PG_DB to an existing database",
         )
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return ResourceConfigError(
         resource,
         "host/port",
-        f"cannot connect ({mask_secrets(text.strip().splitlines()[0] if text.strip() else type(exc).__name__, password)})",
+        f"cannot connect ({mask_secrets(first_line, password)})",
         "start the lab (`regress lab up`) or set REGRESS_PG_HOST / REGRESS_PG_PORT",
         password,
     )

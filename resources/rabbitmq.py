@@ -19,9 +19,7 @@ class RabbitMQResource(ConfigurableResource):
     host: str = Field(default="127.0.0.1", description="Broker host (loopback unless allow-listed)")
     port: int = Field(default=5672, description="AMQP port (the lab reports which broker it uses)")
     user: str = Field(default="guest", description="User name")
-    password: str = Field(
-        default="", description="Password; pass it with EnvVar('REGRESS_RABBITMQ_PASSWORD')"
-    )
+    password: str = Field(default="", description="Password; pass it with EnvVar('REGRESS_RABBITMQ_PASSWORD')")
     vhost: str = Field(default="/", description="Virtual host")
     connect_timeout_s: float = Field(default=5.0, description="Seconds before connecting gives up")
     allowed_hosts: list[str] = Field(default_factory=list, description="Non-loopback hosts you allow")

@@ -17,9 +17,7 @@ class RedisResource(ConfigurableResource):
 
     host: str = Field(default="127.0.0.1", description="Server host (loopback unless allow-listed)")
     port: int = Field(default=16379, description="Server port (the lab's Redis by default)")
-    password: str = Field(
-        default="", description="Password (AUTH); pass it with EnvVar('REGRESS_REDIS_PASSWORD')"
-    )
+    password: str = Field(default="", description="Password (AUTH); pass it with EnvVar('REGRESS_REDIS_PASSWORD')")
     db: int = Field(default=0, description="Logical database number")
     socket_timeout_s: float = Field(default=5.0, description="Seconds before a command gives up")
     allowed_hosts: list[str] = Field(default_factory=list, description="Non-loopback hosts you allow")

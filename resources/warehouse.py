@@ -31,9 +31,7 @@ def _default_path() -> str:
 class WarehouseResource(ConfigurableResource):
     """Where results land besides Dagster's metadata (for SQL, exports and reports)."""
 
-    path: str = Field(
-        default_factory=_default_path, description="DuckDB file (default $DAGSTER_HOME/warehouse.duckdb)"
-    )
+    path: str = Field(default_factory=_default_path, description="DuckDB file (default $DAGSTER_HOME/warehouse.duckdb)")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         target = Path(self.path)
@@ -55,10 +53,7 @@ class WarehouseResource(ConfigurableResource):
         with self.connect() as conn:
             conn.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (run_id, result.area, m.name, m.value, m.unit, m.direction.value, now)
-                    for m in result.metrics
-                ],
+                [(run_id, result.area, m.name, m.value, m.unit, m.direction.value, now) for m in result.metrics],
             )
             if result.invariants:
                 conn.executemany(

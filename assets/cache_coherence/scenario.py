@@ -246,15 +246,13 @@ def _mode_figures(
         Invariant(
             "stale_read_rate_within_bound",
             stats.reads > 0 and stale_rate <= config.max_stale_read_rate,
-            f"{stats.stale_reads} stale of {stats.reads} reads = {stale_rate:.5f} "
-            f"(bound {config.max_stale_read_rate})",
+            f"{stats.stale_reads} stale of {stats.reads} reads = {stale_rate:.5f} (bound {config.max_stale_read_rate})",
             facts,
         ),
         Invariant(
             "ttl_expiry_honoured",
             not ttl_problem,
-            ttl_problem
-            or f"all cached keys expire within {config.ttl_seconds}s; a {TTL_PROBE_MS} ms probe expired",
+            ttl_problem or f"all cached keys expire within {config.ttl_seconds}s; a {TTL_PROBE_MS} ms probe expired",
             facts,
         ),
     ]
@@ -270,9 +268,7 @@ def _merge_modes(per_mode: list[Invariant]) -> list[Invariant]:
             Invariant(
                 name,
                 all(inv.passed for inv in parts),
-                "; ".join(
-                    f"{inv.facts['mode']}: {'ok' if inv.passed else 'FAILED'}, {inv.detail}" for inv in parts
-                ),
+                "; ".join(f"{inv.facts['mode']}: {'ok' if inv.passed else 'FAILED'}, {inv.detail}" for inv in parts),
                 {f"{inv.facts['mode']}.passed": inv.passed for inv in parts},
             )
         )

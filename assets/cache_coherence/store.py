@@ -62,9 +62,7 @@ class CachedTable:
 
     # --- setup / teardown -------------------------------------------------------------------------------
     def create(self, conn: psycopg.Connection) -> None:
-        conn.execute(
-            f"CREATE TABLE {self.table} (id int PRIMARY KEY, version bigint NOT NULL, value text NOT NULL)"
-        )
+        conn.execute(f"CREATE TABLE {self.table} (id int PRIMARY KEY, version bigint NOT NULL, value text NOT NULL)")
         conn.execute(
             f"INSERT INTO {self.table} SELECT g, 1, 'v1' FROM generate_series(0, %s) g",
             (self.config.keys - 1,),
@@ -91,9 +89,7 @@ class CachedTable:
         return CacheEntry.parse(raw) if raw is not None else None
 
     def cache_put(self, key: int, entry: CacheEntry, ttl_ms: int | None = None) -> None:
-        self._guarded_set(
-            keys=[self.cache_key(key)], args=[entry.version, entry.encode(), self._ttl_ms(ttl_ms)]
-        )
+        self._guarded_set(keys=[self.cache_key(key)], args=[entry.version, entry.encode(), self._ttl_ms(ttl_ms)])
 
     def invalidate(self, key: int, new_version: int) -> None:
         """Cache-aside invalidation: a tombstone carrying the new version (so stale refills lose)."""
