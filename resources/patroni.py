@@ -1,0 +1,101 @@
+"""A Patroni cluster behind HAProxy (the lab's by default) as a Dagster resource.
+
+Holds endpoints and credentials only; scenarios get a plain `ClusterTarget` from `target()`, so they stay
+free of Dagster. `target()` refuses non-loopback hosts unless allow-listed, and `checked_target()` also
+proves that the REST API answers before anything else is attempted.
+"""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from assets.ha_failover.cluster import ClusterTarget, Member
+from regression_pipelines.errors import ResourceConfigError
+from regression_pipelines.lab.settings import LabSettings
+from resources._network import require_allowed_host
+
+RESOURCE = "PatroniResource"
+_LAB = LabSettings()
+
+
+class PatroniResource(ConfigurableResource):
+    """Patroni REST API per member, each member's PostgreSQL port, and HAProxy's rw/ro ports."""
+
+    host: str = Field(
+        default="127.0.0.1", description="Host of every member and HAProxy (loopback unless allow-listed)"
+    )
+    member_names: list[str] = Field(default_factory=lambda: ["pg0", "pg1", "pg2"], description="Patroni member names")
+    rest_ports: list[int] = Field(
+        default_factory=lambda: list(_LAB.patroni_rest_ports), description="Patroni REST port per member"
+    )
+    pg_ports: list[int] = Field(
+        default_factory=lambda: list(_LAB.patroni_pg_ports), description="PostgreSQL port per member"
+    )
+    haproxy_rw_port: int = Field(default=_LAB.haproxy_rw_port, description="HAProxy read-write port (-> /primary)")
+    haproxy_ro_port: int = Field(default=_LAB.haproxy_ro_port, description="HAProxy read-only port (-> /replica)")
+    user: str = Field(default="postgres", description="SQL role used for probes and the write ledger")
+    password: str = Field(default="", description="Its password; pass it with EnvVar('REGRESS_PATRONI_PASSWORD')")
+    dbname: str = Field(default="postgres", description="Database for probes and the write ledger")
+    rest_username: str = Field(default="", description="Patroni REST basic-auth user (if restapi.authentication)")
+    rest_password: str = Field(default="", description="Patroni REST basic-auth password")
+    connect_timeout_s: int = Field(default=2, description="Seconds before a SQL connection attempt gives up")
+    rest_timeout_s: float = Field(default=1.5, description="Seconds before a REST call gives up")
+    maximum_lag_bytes: int = Field(default=16 * 1024 * 1024, description="Replication lag the health check allows")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Non-loopback hosts you allow")
+
+    @classmethod
+    def for_lab(cls, settings: LabSettings | None = None, **overrides: object) -> PatroniResource:
+        """The lab's cluster, honouring REGRESS_LAB_PORT_OFFSET (used by tests and benchmarks)."""
+        s = settings or LabSettings.from_env()
+        values: dict[str, object] = {
+            "rest_ports": list(s.patroni_rest_ports),
+            "pg_ports": list(s.patroni_pg_ports),
+            "haproxy_rw_port": s.haproxy_rw_port,
+            "haproxy_ro_port": s.haproxy_ro_port,
+            "password": s.patroni_superuser_password,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def target(self) -> ClusterTarget:
+        require_allowed_host(RESOURCE, self.host, self.allowed_hosts)
+        if not (len(self.member_names) == len(self.rest_ports) == len(self.pg_ports)) or not self.member_names:
+            raise ResourceConfigError(
+                RESOURCE,
+                "member_names/rest_ports/pg_ports",
+                f"need one REST port and one PostgreSQL port per member, got {len(self.member_names)} names, "
+                f"{len(self.rest_ports)} REST ports, {len(self.pg_ports)} PostgreSQL ports",
+                "list the members in the same order in all three fields",
+            )
+        members = tuple(
+            Member(n, r, p) for n, r, p in zip(self.member_names, self.rest_ports, self.pg_ports, strict=True)
+        )
+        return ClusterTarget(
+            host=self.host,
+            members=members,
+            rw_port=self.haproxy_rw_port,
+            ro_port=self.haproxy_ro_port,
+            user=self.user,
+            password=self.password,
+            dbname=self.dbname,
+            connect_timeout_s=self.connect_timeout_s,
+            rest_timeout_s=self.rest_timeout_s,
+            rest_auth=(self.rest_username, self.rest_password) if self.rest_username else None,
+        )
+
+    def checked_target(self) -> ClusterTarget:
+        """`target()`, plus proof that at least one member's REST API answers as Patroni."""
+        target = self.target()
+        answers = [target.rest(m, "/patroni") for m in target.members]
+        if not any(status == 200 and isinstance(body, dict) and "role" in body for status, body in answers):
+            urls = ", ".join(target.rest_url(m, "/patroni") for m in target.members)
+            raise ResourceConfigError(
+                RESOURCE,
+                "host/rest_ports",
+                f"no Patroni REST API answered at {urls}",
+                "start the lab (`regress lab up`) or set the Patroni host and REST ports",
+                self.password,
+                self.rest_password,
+            )
+        return target
