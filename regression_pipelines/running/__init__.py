@@ -1,0 +1,1 @@
+"""`regress run`: execute area assets through Dagster and summarise what they measured."""

@@ -1,0 +1,67 @@
+"""`regress run`: launch area assets through Dagster, print figures, exit non-zero on a failed invariant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run area assets through Dagster and summarise them")
+    parser.add_argument("--areas", help="comma-separated area assets (default: every area)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="AREA.KEY=VALUE", help="override a setting"
+    )
+    parser.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="write the summary as JSON to FILE (or stdout)"
+    )
+    parser.add_argument(
+        "--fail-on-regression", action="store_true", help="exit 1 when a metric regressed against its baseline"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show Dagster's event log while running")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from regression_pipelines.instance_home import ensure_dagster_home
+
+    home = ensure_dagster_home()
+    import dagster as dg
+
+    from regression_pipelines.definitions import defs
+    from regression_pipelines.running.execute import area_config_fields, run_areas, summarise
+    from regression_pipelines.running.overrides import OverrideError, parse_areas, parse_overrides, to_run_config
+    from regression_pipelines.running.summary import dumps, render_table
+
+    fields = area_config_fields(defs)
+    try:
+        areas = parse_areas(args.areas, list(fields))
+        run_config = to_run_config(parse_overrides(args.overrides, fields))
+    except OverrideError as exc:
+        print(f"regress run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with dg.DagsterInstance.get() as instance:
+        result, outcomes = run_areas(defs, instance, areas, run_config, "DEBUG" if args.verbose else "WARNING")
+        summary = summarise(result, outcomes, str(home))
+    out_dir = home / "runs"
+    out_dir.mkdir(exist_ok=True)
+    summary.json_path = str(out_dir / f"{summary.run_id}.json")
+    Path(summary.json_path).write_text(dumps(summary))
+    if args.json == "-":
+        print(dumps(summary))
+    else:
+        if args.json:
+            Path(args.json).write_text(dumps(summary))
+        print(render_table(summary))
+        print(f"\nresults: {summary.json_path}")
+        print(
+            f"dagster: run {summary.run_id} is in DAGSTER_HOME={home}; browse it with `dagster dev -w workspace.yaml`"
+        )
+    if not summary.success:
+        return EXIT_FAILED
+    if args.fail_on_regression and any(o.regressed for o in summary.outcomes):
+        return EXIT_FAILED
+    return EXIT_OK
