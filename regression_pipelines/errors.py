@@ -24,8 +24,7 @@ class ResourceConfigError(RuntimeError):
     def __init__(self, resource: str, field: str, problem: str, fix: str, *secrets: str | None) -> None:
         self.resource = resource
         self.field = field
-        message = f"{resource}.{field}: {problem}. Fix: {fix}"
-        super().__init__(mask_secrets(message, *secrets))
+        super().__init__(f"{resource}.{field}: {mask_secrets(problem, *secrets)}. Fix: {mask_secrets(fix, *secrets)}")
 
 
 class UnsafeTargetError(RuntimeError):
