@@ -25,6 +25,17 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name}={raw!r} is not an integer port number; set it to e.g. {default}") from None
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; set it to true or false")
+
+
 @dataclass(frozen=True)
 class LabSettings:
     """Ports and credentials of the lab. Defaults avoid the services' standard ports."""
@@ -49,6 +60,32 @@ class LabSettings:
     patroni_replication_password: str = "replicator-lab-pw"
     rabbitmq_user: str = "guest"
     rabbitmq_password: str = "guest"
+    # Added for the lab runner: every name and port derives from settings so two labs can coexist.
+    rabbitmq_dist_port: int = 35673
+    rabbitmq_epmd_port: int = 14369
+    # Reuse a healthy RabbitMQ on 127.0.0.1:5672 (guest/guest) instead of starting one; false forces a lab one.
+    rabbitmq_reuse_default: bool = True
+    patroni_synchronous_mode: bool = False
+    # Empty means http://127.0.0.1:<alertmanager_port + 1>/alerts (filled in by __post_init__).
+    alertmanager_webhook_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.alertmanager_webhook_url:
+            url = f"http://{LAB_HOST}:{self.alertmanager_port + 1}/alerts"
+            object.__setattr__(self, "alertmanager_webhook_url", url)
+
+    @property
+    def lab_name(self) -> str:
+        """A name unique per lab (ports differ between coexisting labs), used for node/cluster names."""
+        return f"regress-lab-{self.etcd_client_port}"
+
+    @property
+    def rabbitmq_nodename(self) -> str:
+        return f"regress-lab-{self.rabbitmq_port}@localhost"
+
+    @property
+    def patroni_members(self) -> tuple[str, str, str]:
+        return ("pg0", "pg1", "pg2")
 
     @classmethod
     def from_env(cls) -> LabSettings:
@@ -58,7 +95,10 @@ class LabSettings:
         for f in fields(cls):
             value = getattr(base, f.name)
             env_name = "REGRESS_LAB_" + f.name.upper()
-            if isinstance(value, int):
+            if isinstance(value, bool):
+                if env_name in os.environ:
+                    overrides[f.name] = _env_bool(env_name, value)
+            elif isinstance(value, int):
                 overrides[f.name] = _env_int(env_name, value + offset)
             elif isinstance(value, tuple):
                 raw = os.environ.get(env_name)

@@ -1,0 +1,62 @@
+"""`regress lab up | down [--purge] | status [--json]`: thin argparse glue over lab.lifecycle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from regression_pipelines.lab import lifecycle
+from regression_pipelines.lab.errors import LabError
+from regression_pipelines.lab.settings import LabSettings
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        lifecycle.up(LabSettings.from_env())
+    except LabError as exc:
+        print(f"regress lab up: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    try:
+        return lifecycle.down(LabSettings.from_env(), purge=args.purge)
+    except LabError as exc:
+        print(f"regress lab down: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rows = lifecycle.status_rows(LabSettings.from_env())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(lifecycle.format_table(rows))
+    return 0 if all(r["healthy"] for r in rows) else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `lab` with up/down/status to the `regress` parser."""
+    lab = subparsers.add_parser("lab", help="start, stop and check the local service lab")
+    sub = lab.add_subparsers(dest="lab_command", required=True)
+    sub.add_parser("up", help="start every lab service and wait until usable").set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop what the lab started")
+    down.add_argument("--purge", action="store_true", help="also delete the lab dir's data")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="health of each lab service; exit 1 if any is unhealthy")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the lab commands without the rest of `regress` (handy while other sub-commands land)."""
+    parser = argparse.ArgumentParser(prog="regress")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
