@@ -7,13 +7,17 @@ proves that the REST API answers before anything else is attempted.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from assets.ha_failover.cluster import ClusterTarget, Member
 from regression_pipelines.errors import ResourceConfigError
 from regression_pipelines.lab.settings import LabSettings
 from resources._network import require_allowed_host
+
+if TYPE_CHECKING:
+    from assets.ha_failover.cluster import ClusterTarget
 
 RESOURCE = "PatroniResource"
 _LAB = LabSettings()
@@ -59,6 +63,9 @@ class PatroniResource(ConfigurableResource):
         return cls(**values)  # type: ignore[arg-type]
 
     def target(self) -> ClusterTarget:
+        # Imported here: assets.ha_failover imports this module, and the plain target type lives there.
+        from assets.ha_failover.cluster import ClusterTarget, Member
+
         require_allowed_host(RESOURCE, self.host, self.allowed_hosts)
         if not (len(self.member_names) == len(self.rest_ports) == len(self.pg_ports)) or not self.member_names:
             raise ResourceConfigError(

@@ -1,19 +1,25 @@
 """HA failover area: Patroni health (hourly-safe) and measured failover with a write ledger (opt-in).
 
 Thin glue only: resource -> scenario -> MaterializeResult. Needs the resource key `patroni`
-(`resources.patroni.PatroniResource`).
+(`resources.patroni.PatroniResource`). No `from __future__ import annotations` here: Dagster must
+see the Config class itself, not a string annotation.
 """
 
-from __future__ import annotations
+from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
+from assets.ha_failover.failover import FAILOVER_INVARIANTS, FailoverConfig, run_failover
+from assets.ha_failover.faults import Mode, choose_injector
+from assets.ha_failover.guard import LAB_TARGET, require_destructive_opt_in
 from assets.ha_failover.health import HEALTH_INVARIANTS, HealthConfig, run_health
 from regression_pipelines.area_glue import invariant_check_specs, to_materialize_result
 from resources.patroni import PatroniResource
 
 GROUP = "ha_failover"
 HEALTH_KEY = "ha_health"
+FAILOVER_KEY = "ha_failover"
 
 
 @dg.asset(
@@ -29,5 +35,63 @@ def ha_health(patroni: PatroniResource) -> dg.MaterializeResult:
     return to_materialize_result(result, HEALTH_INVARIANTS)
 
 
-ASSETS = [ha_health]
+class HaFailoverConfig(dg.Config):
+    """Run config of the destructive scenario; nothing happens unless allow_destructive is true."""
+
+    mode: Mode = Field(
+        default=Mode.SWITCHOVER,
+        description="switchover, kill_patroni_postmaster, "
+        "kill_postmaster, pause, or kill_patroni (orphaned primary, split-brain demo)",
+    )
+    allow_destructive: bool = Field(default=False, description="Must be true: this kills or pauses members")
+    target: str = Field(default=LAB_TARGET, description="'lab' (loopback lab) or the resource's host, allow-listed")
+    allow_list: list[str] = Field(default_factory=list, description="Non-lab hosts you own and allow faults on")
+    pause_seconds: float = Field(default=12.0, description="mode=pause: how long the leader stays frozen")
+    write_rate_hz: float = Field(default=20.0, description="Ledger writes per second through HAProxy rw")
+    max_seconds: float = Field(default=120.0, description="Bound on every wait after the fault")
+    recovery_slo_s: float = Field(default=30.0, description="Largest acceptable client write outage")
+    expect_zero_loss: bool = Field(
+        default=True, description="Fail on any lost acknowledged write (always on in synchronous_mode)"
+    )
+    command_template: str = Field(
+        default="",
+        description="For non-lab targets: command per action, e.g. 'ssh {host} sudo pg-fault {action} {member}'",
+    )
+
+
+@dg.asset(
+    name=FAILOVER_KEY,
+    group_name=GROUP,
+    check_specs=invariant_check_specs(FAILOVER_KEY, FAILOVER_INVARIANTS),
+    description="DESTRUCTIVE, opt-in: injects one real fault on the Patroni leader while a ledger writer "
+    "runs through HAProxy; measures outage, time to leader, lost/phantom writes, split brain, rejoin.",
+)
+def ha_failover(
+    context: dg.AssetExecutionContext, config: HaFailoverConfig, patroni: PatroniResource
+) -> dg.MaterializeResult:
+    require_destructive_opt_in(config.allow_destructive, config.target, config.allow_list, patroni.host)
+    target = patroni.checked_target()
+    local = None
+    if config.target == LAB_TARGET and config.mode is not Mode.SWITCHOVER and not config.command_template:
+        from assets.ha_failover.lab_faults import lab_injector
+
+        local = lab_injector(target)
+    injector = choose_injector(config.mode, target, config.command_template, local)
+    output_dir = Path(context.instance.storage_directory()) / "ha_failover" / context.run_id
+    scenario = FailoverConfig(
+        mode=config.mode,
+        run_id=context.run_id,
+        output_dir=output_dir,
+        pause_seconds=config.pause_seconds,
+        write_rate_hz=config.write_rate_hz,
+        max_seconds=config.max_seconds,
+        recovery_slo_s=config.recovery_slo_s,
+        expect_zero_loss=config.expect_zero_loss,
+    )
+    result = run_failover(target, scenario, injector)
+    context.log.info(f"ha_failover {config.mode.value}: history at {result.environment['history_jsonl']}")
+    return to_materialize_result(result, FAILOVER_INVARIANTS)
+
+
+ASSETS = [ha_health, ha_failover]
 ASSET_CHECKS: list[dg.AssetChecksDefinition] = []
