@@ -61,7 +61,7 @@ class LabSettings:
     rabbitmq_user: str = "guest"
     rabbitmq_password: str = "guest"
     # Added for the lab runner: every name and port derives from settings so two labs can coexist.
-    rabbitmq_dist_port: int = 35673
+    rabbitmq_dist_port: int = 25673
     rabbitmq_epmd_port: int = 14369
     # Reuse a healthy RabbitMQ on 127.0.0.1:5672 (guest/guest) instead of starting one; false forces a lab one.
     rabbitmq_reuse_default: bool = True

@@ -1,0 +1,75 @@
+"""Lab fixtures for integration tests: bring the lab up (idempotent) and hand out its endpoints.
+
+Use from a conftest: `from tests.integration.lab_fixtures import lab_endpoints  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regression_pipelines.lab import lifecycle
+from regression_pipelines.lab.settings import LabSettings
+from regression_pipelines.lab.state import load_endpoints
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def lab_endpoints() -> dict[str, Any]:
+    """The lab of this environment (REGRESS_LAB_*), started if needed; left running for the next session."""
+    settings = LabSettings.from_env()
+    lifecycle.up(settings, out=lambda _line: None)
+    return load_endpoints(settings)
+
+
+def lab_env(lab_dir: Path, offset: int, **extra: str) -> dict[str, str]:
+    """Environment for a separate lab: its own dir and port offset, nothing else inherited from REGRESS_LAB_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGRESS_LAB_")}
+    env.update(REGRESS_LAB_DIR=str(lab_dir), REGRESS_LAB_PORT_OFFSET=str(offset), **extra)
+    return env
+
+
+def run_lab_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `regress lab ...` (through the lab's own CLI module) as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "regression_pipelines.lab.cli", "lab", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def settings_for(env: dict[str, str]) -> LabSettings:
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return LabSettings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def new_lab_dir() -> Path:
+    """A lab dir the postgres and rabbitmq users can traverse (pytest's tmp_path is 0700 under root)."""
+    path = Path(tempfile.mkdtemp(prefix="regress-lab-test-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def lab_tmp_dir() -> Iterator[Path]:
+    path = new_lab_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
