@@ -54,7 +54,7 @@ def cache_coherence(
     postgres.connect().close()  # fail fast, naming the field, before any thread starts
     context.log.info(f"cache_coherence against {postgres.describe()} and redis {redis.host}:{redis.port}")
     result = scenario.run(settings, postgres.connect, cache)
-    warehouse.record(context.run_id, result)
+    warehouse.record(context.run.run_id, result)
     return to_materialize_result(result, scenario.INVARIANTS)
 
 
