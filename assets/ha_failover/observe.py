@@ -126,9 +126,12 @@ def writable_members(target: ClusterTarget) -> list[str]:
 
     def can_write(member: Member) -> bool:
         try:
-            with target.connect(member.pg_port, statement_timeout_ms=1500) as conn, conn.transaction():
-                conn.execute("SELECT txid_current()")
-                raise _Rollback
+            with target.connect(member.pg_port, statement_timeout_ms=1500) as conn:
+                if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return False  # asked first so standbys' logs are not flooded with refused writes
+                with conn.transaction():
+                    conn.execute("SELECT txid_current()")
+                    raise _Rollback
         except _Rollback:
             return True
         except psycopg.Error:

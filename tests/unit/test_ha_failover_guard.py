@@ -1,0 +1,84 @@
+"""Opt-in refusals, fault plumbing and leader timelines, without touching any cluster."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from assets.ha_failover import ha_failover
+from assets.ha_failover.cluster import ClusterTarget, Member
+from assets.ha_failover.faults import (
+    CommandTemplateInjector,
+    FaultError,
+    Mode,
+    PatroniRestInjector,
+    choose_injector,
+)
+from assets.ha_failover.guard import require_destructive_opt_in
+from assets.ha_failover.monitor import Sample, leader_timeline, split_brain_rounds
+from regression_pipelines.errors import UnsafeTargetError
+from resources.patroni import PatroniResource
+
+TARGET = ClusterTarget("127.0.0.1", (Member("pg0", 1, 2), Member("pg1", 3, 4)), 5, 6, "postgres", "pw")
+
+
+def test_missing_opt_in_refuses() -> None:
+    with pytest.raises(UnsafeTargetError, match="allow_destructive: true"):
+        require_destructive_opt_in(False, "lab", [], "127.0.0.1")
+
+
+def test_lab_target_must_be_loopback() -> None:
+    with pytest.raises(UnsafeTargetError, match="not loopback"):
+        require_destructive_opt_in(True, "lab", [], "10.0.0.7")
+
+
+def test_non_allow_listed_target_refuses() -> None:
+    with pytest.raises(UnsafeTargetError, match="not in allow_list"):
+        require_destructive_opt_in(True, "db1.prod", [], "db1.prod")
+
+
+def test_allow_listed_target_must_match_the_resource() -> None:
+    with pytest.raises(UnsafeTargetError, match="points at"):
+        require_destructive_opt_in(True, "db1.stage", ["db1.stage"], "db1.prod")
+    require_destructive_opt_in(True, "db1.stage", ["db1.stage"], "db1.stage")
+    require_destructive_opt_in(True, "lab", [], "127.0.0.1")
+
+
+def test_asset_without_opt_in_fails_before_contacting_anything() -> None:
+    # The resource points at closed ports: reaching any of them would give a ResourceConfigError instead.
+    resource = PatroniResource(rest_ports=[1, 2, 3], pg_ports=[4, 5, 6], haproxy_rw_port=7, haproxy_ro_port=8)
+    with pytest.raises(UnsafeTargetError, match="did nothing"):
+        dg.materialize([ha_failover], resources={"patroni": resource}, raise_on_error=True)
+
+
+def test_choose_injector() -> None:
+    assert isinstance(choose_injector(Mode.SWITCHOVER, TARGET), PatroniRestInjector)
+    assert isinstance(choose_injector(Mode.PAUSE, TARGET, "echo {action}"), CommandTemplateInjector)
+    with pytest.raises(FaultError, match="command_template"):
+        choose_injector(Mode.KILL_POSTMASTER, TARGET)
+
+
+def test_command_template_runs_each_action_without_a_shell(tmp_path) -> None:
+    log = tmp_path / "log"
+    injector = CommandTemplateInjector(f"sh -c 'echo $0 $1 >> {log}' {{action}} {{member}}", TARGET)
+    injector.inject(Mode.KILL_PATRONI_POSTMASTER, "pg0")
+    injector.heal(Mode.KILL_PATRONI_POSTMASTER, "pg0")
+    assert log.read_text().split("\n")[:3] == ["kill_patroni pg0", "kill_postmaster pg0", "start_patroni pg0"]
+    failing = CommandTemplateInjector("sh -c 'echo password=hunter2 >&2; exit 3'", TARGET)
+    with pytest.raises(FaultError, match="exited 3") as err:
+        failing.inject(Mode.PAUSE, "pg0")
+    assert "hunter2" not in str(err.value)
+
+
+def test_leader_timeline_and_split_brain_rounds() -> None:
+    samples = [
+        Sample(9.0, ("pg0",), ("pg0",)),
+        Sample(10.5, (), ()),
+        Sample(11.0, (), ("pg0",)),
+        Sample(12.0, ("pg1",), ("pg0", "pg1")),
+    ]
+    timeline = leader_timeline(samples, "pg0", fault_at=10.0)
+    assert timeline.time_to_leader_s == 2.0 and timeline.new_leader == "pg1" and timeline.leader_lost
+    assert [s.at for s in split_brain_rounds(samples)] == [12.0]
+    steady = leader_timeline([Sample(11.0, ("pg0",), ("pg0",))], "pg0", fault_at=10.0)
+    assert steady.time_to_leader_s == 0.0 and not steady.leader_lost
