@@ -1,7 +1,8 @@
 """Fire and resolve alerts once, deliver them through the outbox, retry sinks that are down with backoff.
 
-Firing is idempotent per alert identity: the sensor may re-evaluate a materialization after a crash and the
-same regression must not page twice. A sink failure never raises; it is logged and retried on a later tick.
+Firing is idempotent per alert identity and ordered by evidence (`seq`, the event's storage id): the sensor
+may re-evaluate materializations after a crash, and that must neither page twice nor let an old event flip
+the state back. A sink failure never raises; it is logged and retried on a later tick.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from regression_pipelines.alerts.model import Alert
-from regression_pipelines.alerts.outbox import Outbox
+from regression_pipelines.alerts.outbox import AlertState, Outbox
 from regression_pipelines.alerts.sinks import AlertSink, SinkError
 from regression_pipelines.errors import mask_secrets
 
@@ -60,49 +61,54 @@ class AlertDispatcher:
         for name in sinks:
             self.outbox.enqueue(name, alert, now)
 
-    def fire(self, alert: Alert, now: float | None = None) -> bool:
-        """Queue a firing alert unless the same problem already fires with the same labels. True if queued."""
+    def _stale(self, state: AlertState | None, seq: int | None) -> bool:
+        return state is not None and seq is not None and state.seq is not None and seq <= state.seq
+
+    def fire(self, alert: Alert, now: float | None = None, seq: int | None = None) -> bool:
+        """Queue a firing alert unless the same problem already fires with the same labels, or `seq` is not
+        newer than the evidence last acted on. True if queued."""
         ts = time.time() if now is None else now
-        existing = self.outbox.active().get(alert.identity)
-        if existing is not None:
-            old, last_sent = existing
+        state = self.outbox.states().get(alert.identity)
+        if self._stale(state, seq):
+            return False
+        if state is not None and state.firing:
+            old = state.alert
             alert = replace(alert, starts_at=old.starts_at)
             if dict(old.labels) == dict(alert.labels):
-                self.outbox.set_active(alert, last_sent)  # fresher figures for the next refresh
+                self.outbox.set_state(alert, True, state.last_sent, seq)  # fresher figures for the next refresh
                 return False
             # Severity changed: Alertmanager sees a new label set, so retire the old one there.
             refreshing = {n: s for n, s in self.sinks.items() if s.needs_refresh}
             self._enqueue(old.resolve(datetime.fromtimestamp(ts, UTC)), refreshing, ts)
         self._enqueue(alert, self.sinks, ts)
-        self.outbox.set_active(alert, ts)
+        self.outbox.set_state(alert, True, ts, seq)
         self.log.info(f"alert firing: {alert.title()} ({alert.labels.get('severity', 'n/a')})")
         return True
 
-    def resolve(self, labels: Mapping[str, str], now: float | None = None) -> bool:
-        """Resolve the firing alert with these identifying labels, if any. True if a resolve was queued."""
+    def resolve(self, labels: Mapping[str, str], now: float | None = None, seq: int | None = None) -> bool:
+        """Resolve the firing alert with these identifying labels, if any (and `seq` is newer evidence)."""
         ts = time.time() if now is None else now
-        identity = Alert(labels=labels).identity
-        existing = self.outbox.active().get(identity)
-        if existing is None:
+        state = self.outbox.states().get(Alert(labels=labels).identity)
+        if state is None or not state.firing or self._stale(state, seq):
             return False
-        resolved = existing[0].resolve(datetime.fromtimestamp(ts, UTC))
+        resolved = state.alert.resolve(datetime.fromtimestamp(ts, UTC))
         self._enqueue(resolved, self.sinks, ts)
-        self.outbox.clear_active(identity)
+        self.outbox.set_state(resolved, False, ts, seq)
         self.log.info(f"alert resolved: {resolved.title()}")
         return True
 
     def firing(self) -> list[Alert]:
-        return [alert for alert, _ in self.outbox.active().values()]
+        return [state.alert for state in self.outbox.states().values() if state.firing]
 
     def refresh(self, now: float | None = None) -> int:
         """Re-send long-firing alerts to sinks that expire them (Alertmanager), before they lapse."""
         ts = time.time() if now is None else now
         refreshing = {n: s for n, s in self.sinks.items() if s.needs_refresh}
         count = 0
-        for alert, last_sent in self.outbox.active().values():
-            if refreshing and ts - last_sent >= self.refresh_interval_s:
-                self._enqueue(alert, refreshing, ts)
-                self.outbox.set_active(alert, ts)
+        for state in self.outbox.states().values():
+            if refreshing and state.firing and ts - state.last_sent >= self.refresh_interval_s:
+                self._enqueue(state.alert, refreshing, ts)
+                self.outbox.set_state(state.alert, True, ts, state.seq)
                 count += 1
         return count
 

@@ -28,10 +28,12 @@ CREATE TABLE IF NOT EXISTS pending (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pending_sink ON pending (sink, id);
-CREATE TABLE IF NOT EXISTS active (
+CREATE TABLE IF NOT EXISTS alert_state (
     identity TEXT PRIMARY KEY,
     alert TEXT NOT NULL,
-    last_sent REAL NOT NULL
+    firing INTEGER NOT NULL,
+    last_sent REAL NOT NULL,
+    seq INTEGER
 );
 """
 
@@ -44,6 +46,17 @@ class PendingAlert:
     attempts: int
     next_attempt: float
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """The last thing said about one alert identity. `seq` orders evidence (the storage id of the event that
+    fired/resolved it), so replaying older events after a crash cannot flip the state back."""
+
+    alert: Alert
+    firing: bool
+    last_sent: float
+    seq: int | None
 
 
 class Outbox:
@@ -104,19 +117,18 @@ class Outbox:
                 [(error, next_attempt, i) for i in ids],
             )
 
-    # firing alerts
-    def active(self) -> dict[str, tuple[Alert, float]]:
+    # what each alert identity last was (firing, or resolved as a tombstone that stops stale re-fires)
+    def states(self) -> dict[str, AlertState]:
         with self._connect() as conn:
-            rows = conn.execute("SELECT identity, alert, last_sent FROM active").fetchall()
-        return {r[0]: (Alert.from_json(json.loads(r[1])), r[2]) for r in rows}
+            rows = conn.execute("SELECT identity, alert, firing, last_sent, seq FROM alert_state").fetchall()
+        return {
+            r[0]: AlertState(alert=Alert.from_json(json.loads(r[1])), firing=bool(r[2]), last_sent=r[3], seq=r[4])
+            for r in rows
+        }
 
-    def set_active(self, alert: Alert, last_sent: float) -> None:
+    def set_state(self, alert: Alert, firing: bool, last_sent: float, seq: int | None) -> None:
         with self._connect() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO active (identity, alert, last_sent) VALUES (?, ?, ?)",
-                (alert.identity, json.dumps(alert.to_json()), last_sent),
+                "INSERT OR REPLACE INTO alert_state (identity, alert, firing, last_sent, seq) VALUES (?, ?, ?, ?, ?)",
+                (alert.identity, json.dumps(alert.to_json()), int(firing), last_sent, seq),
             )
-
-    def clear_active(self, identity: str) -> None:
-        with self._connect() as conn:
-            conn.execute("DELETE FROM active WHERE identity = ?", (identity,))

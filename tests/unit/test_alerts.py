@@ -147,3 +147,14 @@ def test_refresh_resends_only_to_alertmanager(tmp_path: Path, receiver: WebhookR
     assert dispatcher.refresh(now=30) == 0
     assert dispatcher.refresh(now=61) == 1
     assert dispatcher.flush(now=61).sent == 3
+
+
+def test_stale_evidence_cannot_flip_state(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    dispatcher = AlertDispatcher(Outbox(tmp_path / "o.sqlite"), [WebhookSink(url=receiver.url)])
+    assert dispatcher.fire(_alert(), now=0, seq=10)
+    assert not dispatcher.resolve(LABELS, now=1, seq=9)  # an older event replayed after a crash
+    assert dispatcher.resolve(LABELS, now=2, seq=12)
+    assert not dispatcher.fire(_alert(), now=3, seq=10)  # the firing event replayed: no second page
+    assert dispatcher.fire(_alert(), now=4, seq=13)
+    dispatcher.flush(now=4)
+    assert [b["status"] for b in receiver.bodies] == ["firing", "resolved", "firing"]

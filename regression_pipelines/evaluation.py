@@ -1,0 +1,129 @@
+"""The one verdict function: an area asset's materialization judged against its own metric history.
+
+The sensor, the in-run performance check and `regress run` all call `evaluate_asset`, so the daemon, the UI
+and a CI job without a daemon give the same answer. History comes from the Dagster instance (the metadata
+each area wrote through `results.to_metadata`); the judgement comes from `detection.evaluate_latest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dagster as dg
+
+from regression_pipelines.detection import MetricPolicy, Verdict, evaluate_latest
+from regression_pipelines.results import Invariant, Metric, invariants_from_metadata, metrics_from_metadata
+
+# A change smaller than this share of the baseline is noise for every area unless a policy says otherwise.
+DEFAULT_MIN_CHANGE_PCT = 5.0
+# Detection never looks further back than ~120 runs; a little more keeps sparse metrics judgeable.
+DEFAULT_HISTORY_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One materialization in the history: which event, which run (empty for runless events), when."""
+
+    storage_id: int
+    run_id: str
+    timestamp: float
+
+    @property
+    def label(self) -> str:
+        return self.run_id or f"event {self.storage_id} (no run)"
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    metric: Metric
+    verdict: Verdict
+    history_n: int
+    first_bad: RunRef | None
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict.is_alert
+
+    def describe(self) -> str:
+        """One line a person can act on: what, how much, since when."""
+        v, m = self.verdict, self.metric
+        unit = f" {m.unit}" if m.unit else ""
+        if v.status == "insufficient_data":
+            return f"{m.name}: {v.latest:g}{unit}, not judged yet ({self.history_n} run(s) of history)"
+        baseline = f"{v.baseline:g}{unit}" if v.baseline is not None else "its bound"
+        text = f"{m.name}: {v.status.replace('_', ' ').upper()} {v.latest:g}{unit} vs baseline {baseline}"
+        text += f" ({v.change_pct:+.1f} %, {v.severity})"
+        if self.first_bad is not None and v.status != "ok":
+            text += f", first bad run {self.first_bad.label}"
+        return text
+
+
+@dataclass(frozen=True)
+class AssetEvaluation:
+    """Verdicts for every metric of one materialization, plus the invariants it recorded."""
+
+    asset_key: dg.AssetKey
+    materialization: RunRef
+    metrics: tuple[MetricVerdict, ...]
+    invariants: tuple[Invariant, ...]
+
+    @property
+    def regressions(self) -> list[MetricVerdict]:
+        return [mv for mv in self.metrics if mv.regressed]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions)
+
+    @property
+    def failed_invariants(self) -> list[Invariant]:
+        return [inv for inv in self.invariants if not inv.passed]
+
+
+def default_policy(metric: Metric) -> MetricPolicy:
+    return MetricPolicy(direction=metric.direction, min_change_pct=DEFAULT_MIN_CHANGE_PCT)
+
+
+def _history(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, storage_id: int | None, limit: int
+) -> list[tuple[RunRef, list[Metric], list[Invariant]]]:
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=asset_key, before_storage_id=storage_id + 1 if storage_id is not None else None
+    )
+    records = instance.fetch_materializations(records_filter, limit=limit, ascending=False).records
+    history = []
+    for record in reversed(records):
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        metadata = materialization.metadata
+        ref = RunRef(record.storage_id, record.run_id, record.timestamp)
+        history.append((ref, metrics_from_metadata(metadata), invariants_from_metadata(metadata)))
+    return history
+
+
+def evaluate_asset(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey | str,
+    *,
+    storage_id: int | None = None,
+    policies: Mapping[str, MetricPolicy] | None = None,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+) -> AssetEvaluation | None:
+    """Judge the newest materialization of `asset_key` (or the one with `storage_id`) against the ones
+    before it. None when there is no such materialization. `policies` overrides the default per metric name.
+    """
+    key = dg.AssetKey.from_user_string(asset_key) if isinstance(asset_key, str) else asset_key
+    history = _history(instance, key, storage_id, history_limit)
+    if not history or (storage_id is not None and history[-1][0].storage_id != storage_id):
+        return None
+    latest_ref, latest_metrics, latest_invariants = history[-1]
+    verdicts = []
+    for metric in latest_metrics:
+        points = [(ref, m.value) for ref, metrics, _ in history for m in metrics if m.name == metric.name]
+        policy = (policies or {}).get(metric.name) or default_policy(metric)
+        verdict = evaluate_latest([value for _, value in points], policy)
+        first_bad = points[verdict.first_bad_index][0] if verdict.first_bad_index is not None else None
+        verdicts.append(MetricVerdict(metric, verdict, len(points), first_bad))
+    return AssetEvaluation(key, latest_ref, tuple(verdicts), tuple(latest_invariants))

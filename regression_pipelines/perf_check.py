@@ -1,0 +1,138 @@
+"""The `performance_regression` asset check: an `AssetEvaluation` shown on the asset in the Dagster UI.
+
+Why a separate `@asset_check` and not a check spec on the area asset: an asset that declares a check spec must
+yield its result, and the verdict needs the stored history. As its own check it evaluates in-run after the
+materialization (same `evaluate_asset` as the sensor), and the sensor records it for materializations that
+had no in-run check (runless events, runs that deselected it).
+"""
+
+
+from typing import Any
+
+import dagster as dg
+
+from regression_pipelines.evaluation import AssetEvaluation, MetricVerdict, evaluate_asset
+
+PERF_CHECK_NAME = "performance_regression"
+_ERROR_SEVERITIES = {"high", "critical"}
+_SEVERITY_ORDER = ("none", "low", "medium", "high", "critical")
+
+
+def worst(evaluation: AssetEvaluation) -> MetricVerdict | None:
+    """The regression to headline (most severe, then largest change), or None when nothing regressed."""
+    regressions = evaluation.regressions
+    if not regressions:
+        return None
+    return max(regressions, key=lambda mv: (_SEVERITY_ORDER.index(mv.verdict.severity), abs(mv.verdict.change_pct)))
+
+
+def check_severity(evaluation: AssetEvaluation) -> dg.AssetCheckSeverity:
+    top = worst(evaluation)
+    if top is not None and top.verdict.severity in _ERROR_SEVERITIES:
+        return dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckSeverity.WARN
+
+
+def check_metadata(evaluation: AssetEvaluation) -> dict[str, Any]:
+    """Headline figures of the worst regression, and every metric's verdict as JSON."""
+    top = worst(evaluation)
+    metadata: dict[str, Any] = {
+        "regressed_metrics": ", ".join(mv.metric.name for mv in evaluation.regressions) or "none",
+        "verdicts": dg.MetadataValue.json(
+            {
+                mv.metric.name: {
+                    "status": mv.verdict.status,
+                    "severity": mv.verdict.severity,
+                    "latest": mv.verdict.latest,
+                    "baseline": mv.verdict.baseline,
+                    "baseline_n": mv.verdict.baseline_n,
+                    "change_pct": round(mv.verdict.change_pct, 3),
+                    "p_value": mv.verdict.p_value,
+                    "unit": mv.metric.unit,
+                    "first_bad_run": mv.first_bad.label if mv.first_bad else None,
+                    "summary": mv.describe(),
+                }
+                for mv in evaluation.metrics
+            }
+        ),
+    }
+    if top is not None:
+        v = top.verdict
+        metadata.update(
+            {
+                "metric": top.metric.name,
+                "latest": v.latest,
+                "change_pct": round(v.change_pct, 3),
+                "severity": v.severity,
+                "recommendation": v.recommendation,
+                "first_bad_run": top.first_bad.label if top.first_bad else "unknown",
+            }
+        )
+        if v.baseline is not None:
+            metadata["baseline"] = v.baseline
+        if top.first_bad is not None and top.first_bad.run_id:
+            metadata["first_bad_run_link"] = dg.MetadataValue.dagster_run(top.first_bad.run_id)
+    return metadata
+
+
+def description(evaluation: AssetEvaluation) -> str:
+    if evaluation.regressed:
+        return "; ".join(mv.describe() for mv in evaluation.regressions)
+    judged = [mv for mv in evaluation.metrics if mv.verdict.status != "insufficient_data"]
+    if not evaluation.metrics:
+        return "no metrics recorded"
+    if not judged:
+        return "not enough history yet to judge any metric"
+    return f"{len(judged)} metric(s) within baseline"
+
+
+def to_check_evaluation(evaluation: AssetEvaluation) -> dg.AssetCheckEvaluation:
+    """What the sensor reports: the verdict, pinned to the materialization it judged."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    ref = evaluation.materialization
+    return dg.AssetCheckEvaluation(
+        asset_key=evaluation.asset_key,
+        check_name=PERF_CHECK_NAME,
+        passed=not evaluation.regressed,
+        severity=check_severity(evaluation),
+        metadata=check_metadata(evaluation),
+        description=description(evaluation),
+        target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+            storage_id=ref.storage_id, run_id=ref.run_id, timestamp=ref.timestamp
+        ),
+    )
+
+
+def performance_regression_check(asset_key: str) -> dg.AssetChecksDefinition:
+    """The check definition an area module exports next to its asset (non-blocking: a regression is news,
+    not a reason to stop downstream reports)."""
+
+    @dg.asset_check(
+        asset=asset_key,
+        name=PERF_CHECK_NAME,
+        blocking=False,
+        description="Each metric of the newest materialization vs the baseline learned from its history.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        evaluation = evaluate_asset(context.instance, asset_key)
+        if evaluation is None:
+            return dg.AssetCheckResult(
+                passed=True, severity=dg.AssetCheckSeverity.WARN, description="no materialization to judge yet"
+            )
+        if evaluation.materialization.run_id != context.run.run_id:
+            context.log.warning(
+                f"{asset_key}: newest materialization is from run {evaluation.materialization.label}, "
+                "not this run; judging that one"
+            )
+        context.log.info(f"{asset_key}: {description(evaluation)}")
+        return dg.AssetCheckResult(
+            passed=not evaluation.regressed,
+            severity=check_severity(evaluation),
+            metadata=check_metadata(evaluation),
+            description=description(evaluation),
+        )
+
+    return _check

@@ -1,0 +1,156 @@
+"""Sensors that turn what the areas recorded into verdicts on the asset and alerts for people.
+
+`regression_sensor` keeps one cursor per area asset (the last materialization storage id it handled), so a
+restarted daemon resumes where it stopped; alert firing is idempotent, so a tick that dies half-way and is
+repeated does not page twice. Failed invariants alert too: a failed check does not fail a Dagster run, so
+nothing else would tell anyone. Failed runs alert through the run-failure sensor.
+"""
+
+import json
+
+import dagster as dg
+
+from regression_pipelines.alerts.dispatch import AlertDispatcher
+from regression_pipelines.alerts.rules import (
+    invariant_alert,
+    invariant_labels,
+    metric_labels,
+    regression_alert,
+    run_failure_alert,
+    run_labels,
+)
+from regression_pipelines.errors import mask_secrets
+from regression_pipelines.evaluation import AssetEvaluation, evaluate_asset
+from regression_pipelines.perf_check import PERF_CHECK_NAME, to_check_evaluation
+from resources.alerting import AlertingResource
+
+ALERTING_RESOURCE_KEY = "alerting"
+AREA_GROUP = "areas"
+MAX_EVENTS_PER_ASSET_PER_TICK = 50  # keeps a tick well inside the sensor timeout after a long outage
+_CURSOR_VERSION = 1
+
+
+def load_cursor(raw: str | None) -> dict[str, int]:
+    """Per-asset last handled storage id; an unreadable cursor starts fresh (newest event only)."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+        return {str(k): int(v) for k, v in data.get("assets", {}).items()}
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+def dump_cursor(cursor: dict[str, int]) -> str:
+    return json.dumps({"v": _CURSOR_VERSION, "assets": cursor}, sort_keys=True)
+
+
+def _area_keys(context: dg.SensorEvaluationContext) -> list[dg.AssetKey]:
+    """Every asset in the areas group, external ones too (results may be reported from outside Dagster)."""
+    graph = context.repository_def.asset_graph
+    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name == AREA_GROUP]
+    return sorted(keys, key=lambda k: k.to_user_string())
+
+
+def _new_materializations(instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None) -> list[dg.EventLogRecord]:
+    """Materializations after the cursor, oldest first; on first sight of an asset only its newest one
+    (a sensor switched on late must not replay months of history as fresh alerts)."""
+    if after is None:
+        return list(instance.fetch_materializations(key, limit=1, ascending=False).records)
+    records_filter = dg.AssetRecordsFilter(asset_key=key, after_storage_id=after)
+    return list(
+        instance.fetch_materializations(records_filter, limit=MAX_EVENTS_PER_ASSET_PER_TICK, ascending=True).records
+    )
+
+
+def _checked_in_run(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str) -> bool:
+    """True when the run that materialized also ran the performance check (it records its own verdict)."""
+    if not run_id:
+        return False
+    check_key = dg.AssetCheckKey(key, PERF_CHECK_NAME)
+    history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=50)
+    return any(record.run_id == run_id for record in history)
+
+
+def apply_alerts(dispatcher: AlertDispatcher, evaluation: AssetEvaluation, alerting: AlertingResource) -> None:
+    """Fire what regressed or broke, resolve what is back within baseline or passing again."""
+    area = evaluation.asset_key.to_user_string()
+    ref = evaluation.materialization
+    seq = ref.storage_id
+    url = alerting.run_url(ref.run_id) if ref.run_id else alerting.asset_url(evaluation.asset_key)
+    for mv in evaluation.metrics:
+        if mv.regressed:
+            dispatcher.fire(regression_alert(evaluation, mv, url), seq=seq)
+        elif mv.verdict.status in ("ok", "improvement"):
+            dispatcher.resolve(metric_labels(area, mv.metric.name), seq=seq)
+    for invariant in evaluation.invariants:
+        if invariant.passed:
+            dispatcher.resolve(invariant_labels(area, invariant.name), seq=seq)
+        else:
+            dispatcher.fire(invariant_alert(evaluation, invariant, url), seq=seq)
+
+
+@dg.sensor(
+    name="regression_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Judges each new area materialization against its history; records the performance_regression "
+    "check and sends firing/resolved alerts (retrying sinks that are down).",
+)
+def regression_sensor(context: dg.SensorEvaluationContext, alerting: AlertingResource) -> dg.SensorResult:
+    instance = context.instance
+    dispatcher = alerting.dispatcher(log=context.log)
+    cursor = load_cursor(context.cursor)
+    judged: list[str] = []
+    for key in _area_keys(context):
+        name = key.to_user_string()
+        for record in _new_materializations(instance, key, cursor.get(name)):
+            try:
+                evaluation = evaluate_asset(instance, key, storage_id=record.storage_id)
+            except ValueError as exc:  # bad stored data: say so and move on, retrying cannot fix it
+                context.log.error(f"{name}: cannot judge materialization {record.storage_id}: {exc}")
+                evaluation = None
+            if evaluation is not None:
+                if not _checked_in_run(instance, key, record.run_id):
+                    instance.report_runless_asset_event(to_check_evaluation(evaluation))
+                apply_alerts(dispatcher, evaluation, alerting)
+                regressed = ",".join(mv.metric.name for mv in evaluation.regressions)
+                judged.append(f"{name}@{record.storage_id}" + (f" regressed: {regressed}" if regressed else ""))
+            cursor[name] = record.storage_id
+    dispatcher.refresh()
+    report = dispatcher.flush()
+    summary = f"judged {len(judged)} materialization(s)" + (f" ({'; '.join(judged)})" if judged else "")
+    summary += f"; alerts sent {report.sent}, pending {report.pending}"
+    if judged:
+        context.log.info(summary)
+    return dg.SensorResult(skip_reason=summary, cursor=dump_cursor(cursor))
+
+
+@dg.run_failure_sensor(
+    name="regression_run_failure_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts when a run of this code location fails (an area that crashed measured nothing).",
+)
+def regression_run_failure_sensor(context: dg.RunFailureSensorContext, alerting: AlertingResource) -> None:
+    run = context.dagster_run
+    message = context.failure_event.message or "run failed"
+    dispatcher = alerting.dispatcher(log=context.log)
+    dispatcher.fire(run_failure_alert(run.job_name, run.run_id, mask_secrets(message), alerting.run_url(run.run_id)))
+    dispatcher.flush()
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="regression_run_success_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Resolves a failed-run alert once the same job succeeds again; also retries pending alerts.",
+)
+def regression_run_success_sensor(context: dg.RunStatusSensorContext, alerting: AlertingResource) -> None:
+    dispatcher = alerting.dispatcher(log=context.log)
+    dispatcher.resolve(run_labels(context.dagster_run.job_name))
+    dispatcher.flush()
+
+
+SENSORS = [regression_sensor, regression_run_failure_sensor, regression_run_success_sensor]
