@@ -45,3 +45,14 @@ def to_materialize_result(result: ScenarioResult, invariant_names: Sequence[str]
             )
         )
     return dg.MaterializeResult(metadata=to_metadata(result), check_results=check_results)
+
+
+def performance_check(asset_key: str) -> dg.AssetChecksDefinition:
+    """The area's `performance_regression` check (export it next to the asset, e.g. in ASSET_CHECKS).
+
+    A separate asset check rather than a spec on the asset: a declared spec must be yielded by the asset, and
+    the verdict needs the stored history; see regression_pipelines/perf_check.py.
+    """
+    from regression_pipelines.perf_check import performance_regression_check
+
+    return performance_regression_check(asset_key)
