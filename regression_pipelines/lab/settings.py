@@ -54,12 +54,12 @@ class LabSettings:
     alertmanager_port: int = 19093
     # Lab-only credentials (loopback lab, never a real system). Resources read them through EnvVar.
     postgres_user: str = "regress"
-    postgres_password: str = "regress-lab-pw"
+    postgres_password: str = field(default="regress-lab-pw", repr=False)
     postgres_db: str = "regress"
-    patroni_superuser_password: str = "patroni-lab-pw"
-    patroni_replication_password: str = "replicator-lab-pw"
+    patroni_superuser_password: str = field(default="patroni-lab-pw", repr=False)
+    patroni_replication_password: str = field(default="replicator-lab-pw", repr=False)
     rabbitmq_user: str = "guest"
-    rabbitmq_password: str = "guest"
+    rabbitmq_password: str = field(default="guest", repr=False)
     # Added for the lab runner: every name and port derives from settings so two labs can coexist.
     rabbitmq_dist_port: int = 25673
     rabbitmq_epmd_port: int = 14369
