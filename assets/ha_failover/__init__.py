@@ -11,7 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.ha_failover.failover import FAILOVER_INVARIANTS, FailoverConfig, run_failover
-from assets.ha_failover.faults import Mode, choose_injector
+from assets.ha_failover.faults import Mode, choose_injector, parse_mode
 from assets.ha_failover.guard import LAB_TARGET, require_destructive_opt_in
 from assets.ha_failover.health import HEALTH_INVARIANTS, HealthConfig, run_health
 from regression_pipelines.area_glue import invariant_check_specs, to_materialize_result
@@ -38,8 +38,8 @@ def ha_health(patroni: PatroniResource) -> dg.MaterializeResult:
 class HaFailoverConfig(dg.Config):
     """Run config of the destructive scenario; nothing happens unless allow_destructive is true."""
 
-    mode: Mode = Field(
-        default=Mode.SWITCHOVER,
+    mode: str = Field(
+        default=Mode.SWITCHOVER.value,
         description="switchover, kill_patroni_postmaster, "
         "kill_postmaster, pause, or kill_patroni (orphaned primary, split-brain demo)",
     )
@@ -69,17 +69,18 @@ class HaFailoverConfig(dg.Config):
 def ha_failover(
     context: dg.AssetExecutionContext, config: HaFailoverConfig, patroni: PatroniResource
 ) -> dg.MaterializeResult:
+    mode = parse_mode(config.mode)
     require_destructive_opt_in(config.allow_destructive, config.target, config.allow_list, patroni.host)
     target = patroni.checked_target()
     local = None
-    if config.target == LAB_TARGET and config.mode is not Mode.SWITCHOVER and not config.command_template:
+    if config.target == LAB_TARGET and mode is not Mode.SWITCHOVER and not config.command_template:
         from assets.ha_failover.lab_faults import lab_injector
 
         local = lab_injector(target)
-    injector = choose_injector(config.mode, target, config.command_template, local)
+    injector = choose_injector(mode, target, config.command_template, local)
     output_dir = Path(context.instance.storage_directory()) / "ha_failover" / context.run_id
     scenario = FailoverConfig(
-        mode=config.mode,
+        mode=mode,
         run_id=context.run_id,
         output_dir=output_dir,
         pause_seconds=config.pause_seconds,
@@ -89,7 +90,7 @@ def ha_failover(
         expect_zero_loss=config.expect_zero_loss,
     )
     result = run_failover(target, scenario, injector)
-    context.log.info(f"ha_failover {config.mode.value}: history at {result.environment['history_jsonl']}")
+    context.log.info(f"ha_failover {mode.value}: history at {result.environment['history_jsonl']}")
     return to_materialize_result(result, FAILOVER_INVARIANTS)
 
 

@@ -29,6 +29,14 @@ class Mode(StrEnum):
     KILL_PATRONI = "kill_patroni"  # kill -9 Patroni alone: orphaned primary, split brain without a watchdog
 
 
+def parse_mode(value: str) -> Mode:
+    """The mode named in run config, or an error listing the valid ones."""
+    try:
+        return Mode(value.strip().lower())
+    except ValueError:
+        raise ValueError(f"ha_failover config.mode={value!r} is not one of {[m.value for m in Mode]}") from None
+
+
 class FaultError(RuntimeError):
     """A fault could not be injected or healed (the message says which member and action)."""
 

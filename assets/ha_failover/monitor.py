@@ -55,19 +55,29 @@ class ClusterMonitor(threading.Thread):
 class LeaderTimeline:
     time_to_leader_s: float | None  # fault -> a leader again (new or the same restarted); None: never seen
     new_leader: str | None
-    leader_lost: bool  # some round after the fault saw no leader or a different one
+    leader_lost: bool  # some round after the fault saw no serving leader, or a different one
+
+
+def _serving_leader(sample: Sample) -> str | None:
+    """The one member REST calls leader, if it also accepts writes on its own port."""
+    if len(sample.rest_leaders) == 1 and sample.rest_leaders[0] in sample.writable:
+        return sample.rest_leaders[0]
+    return None
 
 
 def leader_timeline(samples: Sequence[Sample], old_leader: str, fault_at: float) -> LeaderTimeline:
-    """From the first round without the old leader, to the first round with exactly one leader again."""
+    """From the first round without the old leader serving, to the first round with one serving leader.
+
+    "Serving" needs REST and SQL to agree, so a postmaster restarted in place (same leader) counts too.
+    """
     after = [s for s in samples if s.at >= fault_at]
-    lost_index = next((i for i, s in enumerate(after) if s.rest_leaders != (old_leader,)), None)
+    lost_index = next((i for i, s in enumerate(after) if _serving_leader(s) != old_leader), None)
     if lost_index is None:
         return LeaderTimeline(0.0, old_leader, False)
-    back = next((s for s in after[lost_index:] if len(s.rest_leaders) == 1), None)
+    back = next((s for s in after[lost_index:] if _serving_leader(s) is not None), None)
     if back is None:
         return LeaderTimeline(None, None, True)
-    return LeaderTimeline(back.at - fault_at, back.rest_leaders[0], True)
+    return LeaderTimeline(back.at - fault_at, _serving_leader(back), True)
 
 
 def split_brain_rounds(samples: Sequence[Sample]) -> list[Sample]:

@@ -1,0 +1,140 @@
+"""ha_failover against the real lab: every mode runs, figures are recorded, the lab is left healthy.
+
+Failing twins: an orphaned old primary accepting a direct write is caught by the split-brain probe, and a
+deleted acknowledged row fails the lost-writes check. Refusals touch nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.ha_failover import ha_failover
+from assets.ha_failover.failover import (
+    FAILOVER_INVARIANTS,
+    NO_TWO_WRITABLE,
+    ZERO_LOST,
+    FailoverConfig,
+    run_failover,
+)
+from assets.ha_failover.faults import Mode, PatroniRestInjector
+from assets.ha_failover.observe import writable_members
+from assets.ha_failover.recovery import wait_healthy
+from regression_pipelines.errors import UnsafeTargetError
+from regression_pipelines.lab import patroni_members
+from regression_pipelines.lab.settings import LabSettings
+from resources.patroni import PatroniResource
+
+pytestmark = [pytest.mark.lab, pytest.mark.destructive]
+
+
+def healthy_leader(resource: PatroniResource) -> tuple[str, int | None]:
+    state = wait_healthy(resource.target(), timeout_s=90)
+    assert state is not None and state.leader is not None, "lab cluster not healthy"
+    return state.leader, state.timeline
+
+
+def run_asset(resource: PatroniResource, config: dict) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [ha_failover],
+        resources={"patroni": resource},
+        run_config={"ops": {"ha_failover": {"config": config}}},
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.parametrize("mode", ["switchover", "kill_patroni_postmaster", "kill_postmaster", "pause", "kill_patroni"])
+def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSettings, mode: str) -> None:
+    resource = PatroniResource.for_lab(lab)
+    healthy_leader(resource)
+    result = run_asset(resource, {"mode": mode, "allow_destructive": True, "pause_seconds": 12.0})
+    assert result.success, result.all_events
+    metadata = result.asset_materializations_for_node("ha_failover")[0].metadata
+    for key in ("failover.outage_s", "failover.lost_acknowledged", "failover.time_to_leader_s", "failover.recovery_s"):
+        assert "metric/" + key in metadata, key
+    assert metadata["env/mode"].value == mode
+    assert metadata["env/synchronous_mode"].value in ("True", "False")
+    assert Path(metadata["env/history_jsonl"].value).read_text().count("\n") > 10
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert set(checks) == set(FAILOVER_INVARIANTS)
+    assert checks[ZERO_LOST] and checks["no_split_brain"] and checks["recovery_within_slo"]
+    if mode == "kill_patroni":  # no watchdog: the orphaned primary keeps accepting writes (measured)
+        assert checks[NO_TWO_WRITABLE] is False
+    if mode in ("switchover", "kill_patroni_postmaster"):
+        assert metadata["env/leader_changed"].value == "True"
+        assert "metric/failover.rejoin_s" in metadata
+    if mode == "kill_postmaster":
+        assert metadata["env/leader_changed"].value == "False"
+    healthy_leader(resource)
+
+
+def test_orphaned_old_primary_accepting_a_direct_write_is_split_brain(lab: LabSettings) -> None:
+    resource = PatroniResource.for_lab(lab)
+    target = resource.target()
+    old, _ = healthy_leader(resource)
+    patroni = patroni_members.patroni_pid(lab, old)
+    assert patroni is not None
+    try:
+        os.kill(patroni, signal.SIGKILL)  # Patroni only: its postmaster stays up as a primary
+        deadline = time.monotonic() + 60
+        new = None
+        while time.monotonic() < deadline and new is None:
+            for m in target.members:
+                if m.name != old and target.rest(m, "/primary")[0] == 200:
+                    new = m.name
+            time.sleep(0.3)
+        assert new is not None, "no new leader within 60 s"
+        with target.connect(target.member(old).pg_port) as conn:  # the write a stray client could make
+            conn.execute("CREATE TABLE IF NOT EXISTS ha_orphan_write (id int)")
+            conn.execute("INSERT INTO ha_orphan_write VALUES (1)")
+        writable = writable_members(target)
+        assert old in writable and new in writable, writable
+    finally:
+        patroni_members.start_member(lab, old, wait=60)  # demotes and rewinds the orphan
+        healthy_leader(resource)
+    with target.connect(target.rw_port) as conn:
+        conn.execute("DROP TABLE IF EXISTS ha_orphan_write")
+
+
+def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, tmp_path: Path) -> None:
+    resource = PatroniResource.for_lab(lab)
+    healthy_leader(resource)
+    target = resource.checked_target()
+
+    def delete_first_acknowledged(target, table: str) -> None:  # noqa: ANN001 - test hook
+        with target.connect(target.rw_port) as conn:
+            conn.execute(f"DELETE FROM {table} WHERE id = (SELECT min(id) FROM {table})")
+
+    config = FailoverConfig(mode=Mode.SWITCHOVER, run_id=uuid.uuid4().hex, output_dir=tmp_path)
+    result = run_failover(target, config, PatroniRestInjector(target), tamper=delete_first_acknowledged)
+    lost = result.invariant(ZERO_LOST)
+    assert not lost.passed and lost.facts["lost"] == 1
+    assert result.metric("failover.lost_acknowledged").value == 1
+    healthy_leader(resource)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"mode": "kill_postmaster"}, "allow_destructive: true"),
+        ({"mode": "kill_postmaster", "allow_destructive": True, "target": "db1.prod"}, "not in allow_list"),
+    ],
+)
+def test_refusals_touch_nothing(lab: LabSettings, config: dict, message: str) -> None:
+    resource = PatroniResource.for_lab(lab)
+    leader, timeline = healthy_leader(resource)
+    pids = patroni_members.member_pids(lab)
+    result = run_asset(resource, config)
+    assert not result.success
+    errors = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert errors
+    text = errors[0].event_specific_data.error.to_string()
+    assert message in text and UnsafeTargetError.__name__ in text
+    assert healthy_leader(resource) == (leader, timeline)
+    assert patroni_members.member_pids(lab) == pids

@@ -1,0 +1,67 @@
+"""ha_health against the real lab cluster, and its failing twin: a stopped replica is not streaming.
+
+Run on your own lab: REGRESS_LAB_PORT_OFFSET=2000 REGRESS_LAB_DIR=/tmp/lab-ha pytest tests/integration/test_ha_*.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import dagster as dg
+import pytest
+
+from assets.ha_failover import ha_health
+from assets.ha_failover.health import ALL_REPLICAS_STREAMING, HealthConfig, run_health
+from assets.ha_failover.recovery import cluster_state, wait_healthy
+from regression_pipelines.lab import patroni_members
+from regression_pipelines.lab.settings import LabSettings
+from resources.patroni import PatroniResource
+
+pytestmark = pytest.mark.lab
+
+
+def checks_by_name(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_health_asset_passes_on_a_healthy_cluster(lab: LabSettings) -> None:
+    resource = PatroniResource.for_lab(lab)
+    assert wait_healthy(resource.target(), timeout_s=60) is not None
+    result = dg.materialize([ha_health], resources={"patroni": resource})
+    assert result.success
+    assert checks_by_name(result) == {
+        "single_leader": True,
+        "all_replicas_streaming": True,
+        "replication_lag_within_limit": True,
+        "routing_correct": True,
+    }
+    metadata = result.asset_materializations_for_node("ha_health")[0].metadata
+    assert metadata["metric/health.replicas_streaming"].value == 2
+    assert "metric/health.lag_bytes_max" in metadata and "metric/health.rw_route_latency_s" in metadata
+    assert metadata["env/synchronous_mode"].value in ("True", "False")
+
+
+@pytest.mark.destructive
+def test_stopped_replica_fails_the_streaming_check(lab: LabSettings) -> None:
+    target = PatroniResource.for_lab(lab).target()
+    before = wait_healthy(target, timeout_s=60)
+    assert before is not None and before.leader is not None
+    replica = next(m.name for m in target.members if m.name != before.leader)
+    patroni, postmaster = patroni_members.patroni_pid(lab, replica), patroni_members.postmaster_pid(lab, replica)
+    assert patroni and postmaster
+    try:
+        os.kill(patroni, signal.SIGKILL)  # so nothing restarts it behind the test's back
+        os.kill(postmaster, signal.SIGKILL)
+        for _ in range(50):  # the walsender notices the closed connection within moments
+            if replica not in cluster_state(target).streaming:
+                break
+            time.sleep(0.2)
+        result = run_health(target, HealthConfig())
+        streaming = result.invariant(ALL_REPLICAS_STREAMING)
+        assert not streaming.passed
+        assert replica in streaming.detail
+    finally:
+        patroni_members.start_member(lab, replica, wait=60)
+        assert wait_healthy(target, timeout_s=90) is not None
