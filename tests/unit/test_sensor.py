@@ -261,3 +261,25 @@ def test_run_failure_alerts_and_next_success_resolves(harness: Harness) -> None:
     )
     regression_run_success_sensor(context)
     assert [a["status"] for a in harness.alerts()] == ["firing", "resolved"]
+
+
+def test_in_run_check_fails_on_a_step_and_the_sensor_alerts_once(harness: Harness) -> None:
+    """Failing twin of the in-run check: the run's own verdict fails, the sensor pages once, no duplicate."""
+
+    @dg.asset(name=AREA, group_name="areas")
+    def toy_area() -> dg.MaterializeResult:
+        result = ScenarioResult(area=AREA, metrics=[Metric("p99_ms", 14.0, "ms")])
+        return dg.MaterializeResult(metadata=to_metadata(result))
+
+    _baseline(harness)
+    harness.tick()
+    runs = [
+        dg.materialize([toy_area, performance_regression_check(AREA)], instance=harness.instance, selection=[KEY])
+        for _ in range(2)
+    ]
+    harness.tick()
+    by_run = {r.run_id: [c for c in harness.checks() if c.target_materialization_data.run_id == r.run_id] for r in runs}
+    assert [len(checks) for checks in by_run.values()] == [1, 1]
+    assert by_run[runs[1].run_id][0].passed is False
+    [alert] = harness.alerts()
+    assert alert["labels"]["metric"] == "p99_ms" and runs[1].run_id in alert["generatorURL"]
