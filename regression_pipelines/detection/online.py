@@ -4,13 +4,15 @@ Baseline = the runs since the last *accepted* change point (improvements, and re
 `accept_after_runs`), ending before the first unaccepted one, so an unfixed regression keeps being
 compared with the level before it. The runs under test are the last w runs (w = 2..MAX_WINDOW):
 
-* fast rule (w = 2): both runs beyond FAST_Z robust sigmas: a big step is caught on its second run while a
-  lone spike (any size) is not;
-* slow rule (w >= 3): the winsorised mean shift over the window, widened for autocorrelation, beyond
-  SLOW_Z, with the newest run itself still on the bad side: catches ~2 sigma steps within a few runs.
+* fast rule (w = 2): both runs beyond FAST_Z sigmas: a big step is caught on its second run while a lone
+  spike (of any size) never is;
+* slow rule (w >= 3): the winsorised mean shift over the window, widened for lag-1 autocorrelation, beyond
+  a threshold that falls with w (short windows only for large steps, long ones for ~2 sigma steps), with
+  the newest run itself on the bad side of the baseline.
 
-Both also need the window's median to differ from the baseline median by `min_change_pct`. The step's
-first run is located by least squares inside the tested tail (same estimator as the offline detector).
+Thresholds are Student-t quantiles of the nominal z, so a short baseline (uncertain scale) needs more.
+Both rules also need the window's median to differ from the baseline median by `min_change_pct`.
+The step's first run is located by least squares inside the tail (same estimator as the offline detector).
 """
 
 from __future__ import annotations
@@ -20,21 +22,26 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr
+from scipy.special import ndtr, stdtrit
 
 from regression_pipelines.detection.changepoints import find_change_points
-from regression_pipelines.detection.model import MetricPolicy, Verdict
-from regression_pipelines.detection.robust import floor_scale, lag1_autocorr, mad_scale
+from regression_pipelines.detection.model import ChangePoint, MetricPolicy, Verdict
+from regression_pipelines.detection.robust import (
+    clean_location_scale,
+    lag1_autocorr,
+    suppress_spikes,
+)
 from regression_pipelines.detection.severity import recommend, severity_for
 
-LOOKBACK = 120  # older runs cannot change the verdict; keeps one evaluation O(1) in the history length
-MAX_BASELINE = 60
+LOOKBACK = 160  # older runs cannot change the verdict; keeps one evaluation O(1) in the history length
+MAX_BASELINE = 100
 MIN_BASELINE = 8
-MAX_WINDOW = 8
 FAST_Z = 3.5
-SLOW_Z = 4.0
-LATEST_MIN_Z = 0.5
-Z_CLIP = 4.0
+# Slow-rule threshold by window length w (index w - 3); tuned on benchmarks/detection (see NOTES.md).
+SLOW_Z = (5.0, 4.6, 4.3, 4.0, 3.8, 3.7, 3.7, 3.7)
+MAX_WINDOW = 2 + len(SLOW_Z)
+LATEST_MIN_Z = 0.0
+Z_CLIP = 3.5
 MAX_AUTOCORR = 0.7
 
 
@@ -43,13 +50,14 @@ class _Hit:
     direction: float  # +1: values went up, -1: down
     window: int
     stat: float
+    base_start: int
+    base_end: int
 
 
-def _baseline_bounds(x: NDArray[np.float64], policy: MetricPolicy) -> tuple[int, int]:
+def _baseline_bounds(cps: list[ChangePoint], n: int, policy: MetricPolicy) -> tuple[int, int]:
     """[start, end) of the baseline candidates: after the last accepted change, before the first pending one."""
-    n = len(x)
     start, end = 0, n
-    for cp in find_change_points(x, policy):
+    for cp in cps:
         accepted = cp.kind == "improvement" or n - cp.index > policy.accept_after_runs
         if accepted:
             start, end = cp.index, n
@@ -58,25 +66,60 @@ def _baseline_bounds(x: NDArray[np.float64], policy: MetricPolicy) -> tuple[int,
     return start, end
 
 
-def _window_test(base: NDArray[np.float64], tail: NDArray[np.float64], policy: MetricPolicy) -> _Hit | None:
-    """Test the tail against the baseline in both directions; None when it is consistent with it."""
-    med = float(np.median(base))
-    scale = floor_scale(mad_scale(base, med), med)
+def _widening(x: NDArray[np.float64], cps: list[ChangePoint], min_segment: int) -> float:
+    """sqrt((1+r)/(1-r)): how much autocorrelation inflates the sd of a window mean.
+
+    r is the lag-1 autocorrelation of the spike-suppressed residuals around the segment means of the
+    lookback minus the runs under test (a fresh, not yet segmented step there would look like
+    autocorrelation), bias-corrected for its known downward bias (1 + 3r)/n.
+    """
+    x = x[: max(len(x) - MAX_WINDOW, MIN_BASELINE)]
+    clean = suppress_spikes(x, half=min_segment - 1)
+    bounds = [0, *(cp.index for cp in cps if min_segment <= cp.index <= len(x) - min_segment), len(x)]
+    resid = np.concatenate([clean[a:b] - clean[a:b].mean() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    r = lag1_autocorr(resid)
+    r = min(max(r + (1.0 + 3.0 * r) / len(x), 0.0), MAX_AUTOCORR)
+    return float(np.sqrt((1.0 + r) / (1.0 - r)))
+
+
+def _t_quantile(z: float, nb: int) -> float:
+    """The Student-t (nb - 1 df) value with the same tail probability as z."""
+    return float(stdtrit(nb - 1, ndtr(z)))
+
+
+def _window_test(
+    base: NDArray[np.float64], tail: NDArray[np.float64], widen: float, policy: MetricPolicy
+) -> tuple[float, float] | None:
+    """(direction, statistic) when the tail is off the baseline, else None."""
     w, nb = len(tail), len(base)
-    tail_med = float(np.median(tail))
-    if abs(tail_med - med) < policy.min_change_pct / 100.0 * abs(med):
+    med = float(np.median(base))
+    if abs(float(np.median(tail)) - med) < policy.min_change_pct / 100.0 * abs(med):
         return None
-    zb = np.clip((base - med) / scale, -Z_CLIP, Z_CLIP)
-    r = min(max(lag1_autocorr(zb), 0.0), MAX_AUTOCORR)
-    widen = np.sqrt((1.0 + r) / (1.0 - r))
+    center, scale = clean_location_scale(base)
     for direction in (1.0, -1.0):
-        z = direction * (tail - med) / scale
-        zc = np.clip(z, -Z_CLIP, Z_CLIP)
+        z = direction * (tail - center) / scale
+        if w == 2:
+            if bool(np.all(z >= _t_quantile(FAST_Z, nb))):
+                return direction, FAST_Z
+            continue
+        zc = np.clip(z, -Z_CLIP, Z_CLIP)  # one spike in the window cannot carry it
         stat = float(zc.sum() / np.sqrt(w) / widen / np.sqrt(1.0 + w / nb))
-        if w == 2 and bool(np.all(z >= FAST_Z)):
-            return _Hit(direction, w, max(stat, FAST_Z))
-        if w >= 3 and stat >= SLOW_Z and zc[-1] >= LATEST_MIN_Z:
-            return _Hit(direction, w, stat)
+        if stat >= _t_quantile(SLOW_Z[w - 3], nb) and zc[-1] >= LATEST_MIN_Z:
+            return direction, stat
+    return None
+
+
+def _scan_windows(x: NDArray[np.float64], start: int, end: int, widen: float, policy: MetricPolicy) -> _Hit | None:
+    """The shortest window of newest runs that is off its baseline."""
+    n = len(x)
+    for w in range(2, MAX_WINDOW + 1):
+        b_end = min(end, n - w)
+        b_start = max(start, b_end - MAX_BASELINE)
+        if b_end - b_start < MIN_BASELINE:
+            return None
+        found = _window_test(x[b_start:b_end], x[n - w :], widen, policy)
+        if found is not None:
+            return _Hit(found[0], w, found[1], b_start, b_end)
     return None
 
 
@@ -85,12 +128,11 @@ def _locate_step(x: NDArray[np.float64], start: int, lo: int) -> int:
     seg = x[start:]
     c1 = np.concatenate(([0.0], np.cumsum(seg)))
     n = len(seg)
-    t = np.arange(max(lo - start, 1), n)
+    t = np.arange(min(max(lo - start, 1), n - 1), n)
     nl = t.astype(float)
     nr = (n - t).astype(float)
     diff = (c1[n] - c1[t]) / nr - c1[t] / nl
-    gain = diff * diff * nl * nr
-    return start + int(t[int(np.argmax(gain))])
+    return start + int(t[int(np.argmax(diff * diff * nl * nr))])
 
 
 def _slo_breach(latest: float, policy: MetricPolicy) -> float | None:
@@ -101,11 +143,15 @@ def _slo_breach(latest: float, policy: MetricPolicy) -> float | None:
     return None
 
 
+def _pct(value: float, reference: float) -> float:
+    return (value - reference) / max(abs(reference), 1e-12) * 100.0
+
+
 def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: MetricPolicy) -> Verdict:
     """Verdict for history[-1] (the newest run) given everything before it."""
     full = np.asarray(history, dtype=float)
-    if len(full) == 0:
-        raise ValueError("history is empty: it must end with the newest run")
+    if full.ndim != 1 or len(full) == 0:
+        raise ValueError("history must be a non-empty 1-D sequence ending with the newest run")
     if not np.all(np.isfinite(full)):
         raise ValueError("history contains NaN or infinite values")
     offset = max(len(full) - LOOKBACK, 0)
@@ -114,84 +160,72 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
     latest = float(x[-1])
     bound = _slo_breach(latest, policy)
     if bound is not None:
-        pct = (latest - bound) / max(abs(bound), 1e-12) * 100.0
-        sev = "critical" if abs(pct) >= 20.0 else "high"
+        pct = _pct(latest, bound)
         return Verdict(
-            "slo_breach",
-            sev,
-            pct,
-            None,
-            0,
-            latest,
-            None,
-            len(full) - 1,
-            recommend("slo_breach", pct, None, None, bound=bound),
+            status="slo_breach",
+            severity="critical" if abs(pct) >= 20.0 else "high",
+            change_pct=pct,
+            baseline=None,
+            baseline_n=0,
+            latest=latest,
+            p_value=None,
+            first_bad_index=len(full) - 1,
+            recommendation=recommend("slo_breach", pct, None, None, bound=bound),
         )
     if n < MIN_BASELINE + 2:
-        needed = MIN_BASELINE + 2 - n
         return Verdict(
-            "insufficient_data",
-            "none",
-            0.0,
-            None,
-            0,
-            latest,
-            None,
-            None,
-            recommend("insufficient_data", 0.0, None, None, needed=needed),
+            status="insufficient_data",
+            severity="none",
+            change_pct=0.0,
+            baseline=None,
+            baseline_n=0,
+            latest=latest,
+            p_value=None,
+            first_bad_index=None,
+            recommendation=recommend("insufficient_data", 0.0, None, None, needed=MIN_BASELINE + 2 - n),
         )
 
-    start, end = _baseline_bounds(x, policy)
-    hit: _Hit | None = None
-    base = x[max(start, n - 2 - MAX_BASELINE) : n - 2]
-    for w in range(2, MAX_WINDOW + 1):
-        b_end = min(end, n - w)
-        base_w = x[max(start, b_end - MAX_BASELINE) : b_end]
-        if len(base_w) < MIN_BASELINE:
-            break
-        found = _window_test(base_w, x[n - w :], policy)
-        if found is not None:
-            hit, base = found, base_w
-            break
-    if len(base) < MIN_BASELINE:
-        base = x[max(0, n - 1 - MAX_BASELINE) : n - 1]
-    med = float(np.median(base))
+    cps = find_change_points(x, policy)
+    start, end = _baseline_bounds(cps, n, policy)
+    hit = _scan_windows(x, start, end, _widening(x, cps, policy.min_segment), policy)
     if hit is None:
-        scale = floor_scale(mad_scale(base, med), med)
-        z = (latest - med) / scale
-        pct = (latest - med) / max(abs(med), 1e-12) * 100.0
-        outlier = policy.sign * z >= FAST_Z
+        b_end = min(end, n - 1)
+        base = x[max(start, b_end - MAX_BASELINE) : b_end]
+        if len(base) < MIN_BASELINE:
+            base = x[max(0, n - 1 - MAX_BASELINE) : n - 1]
+        med = float(np.median(base))
+        center, scale = clean_location_scale(base)
+        outlier = policy.sign * (latest - center) / scale >= FAST_Z
+        pct = _pct(latest, med)
         return Verdict(
-            "ok",
-            "none",
-            pct,
-            med,
-            len(base),
-            latest,
-            None,
-            None,
-            recommend("ok", pct, None, None, outlier=outlier),
+            status="ok",
+            severity="none",
+            change_pct=pct,
+            baseline=med,
+            baseline_n=len(base),
+            latest=latest,
+            p_value=None,
+            first_bad_index=None,
+            recommendation=recommend("ok", pct, None, None, outlier=outlier),
             outlier=outlier,
         )
 
     if end < n - MAX_WINDOW:
         first_bad = end  # a pending change point with enough runs after it to be placed reliably
     else:
-        seg_start = max(start, n - 2 - MAX_BASELINE)
-        first_bad = _locate_step(x, seg_start, max(seg_start + MIN_BASELINE, n - 2 * MAX_WINDOW))
-    after_med = float(np.median(x[first_bad:]))
-    pct = (after_med - med) / max(abs(med), 1e-12) * 100.0
+        first_bad = _locate_step(x, hit.base_start, max(hit.base_start + MIN_BASELINE, n - 2 * MAX_WINDOW))
+    med = float(np.median(x[hit.base_start : hit.base_end]))
+    pct = _pct(float(np.median(x[first_bad:])), med)
     p_value = float(ndtr(-hit.stat))
     status = "regression" if hit.direction * policy.sign > 0 else "improvement"
-    sev = severity_for(pct, p_value, policy.min_change_pct)
     return Verdict(
-        status,
-        sev,
-        pct,
-        med,
-        len(base),
-        latest,
-        p_value,
-        offset + first_bad,
-        recommend(status, pct, offset + first_bad, p_value),
+        status=status,
+        severity=severity_for(pct, p_value, policy.min_change_pct),
+        change_pct=pct,
+        baseline=med,
+        baseline_n=hit.base_end - hit.base_start,
+        latest=latest,
+        p_value=p_value,
+        first_bad_index=offset + first_bad,
+        recommendation=recommend(status, pct, offset + first_bad, p_value),
     )
