@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -47,12 +48,15 @@ def to_materialize_result(result: ScenarioResult, invariant_names: Sequence[str]
     return dg.MaterializeResult(metadata=to_metadata(result), check_results=check_results)
 
 
-def performance_check(asset_key: str) -> dg.AssetChecksDefinition:
+def performance_check(
+    asset_key: str, policies: Mapping[str, Mapping[str, Any]] | None = None
+) -> dg.AssetChecksDefinition:
     """The area's `performance_regression` check (export it next to the asset, e.g. in ASSET_CHECKS).
 
     A separate asset check rather than a spec on the asset: a declared spec must be yielded by the asset, and
-    the verdict needs the stored history; see regression_pipelines/perf_check.py.
+    the verdict needs the stored history; see regression_pipelines/perf_check.py. `policies` overrides the
+    default judgement per metric, e.g. `{"outage_s": {"upper_bound": 30.0}, "p99_ms": {"min_change_pct": 10}}`.
     """
     from regression_pipelines.perf_check import performance_regression_check
 
-    return performance_regression_check(asset_key)
+    return performance_regression_check(asset_key, policies)

@@ -7,8 +7,10 @@ each area wrote through `results.to_metadata`); the judgement comes from `detect
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -19,6 +21,11 @@ from regression_pipelines.results import Invariant, Metric, invariants_from_meta
 DEFAULT_MIN_CHANGE_PCT = 5.0
 # Detection never looks further back than ~120 runs; a little more keeps sparse metrics judgeable.
 DEFAULT_HISTORY_LIMIT = 300
+# Per-metric policy overrides (min_change_pct, upper_bound, lower_bound, ...) as JSON in check metadata.
+POLICIES_METADATA_KEY = "regress/policies"
+_POLICY_FIELDS = ("min_change_pct", "upper_bound", "lower_bound", "min_segment", "accept_after_runs")
+
+PolicyOverrides = Mapping[str, MetricPolicy | Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,29 @@ class AssetEvaluation:
         return [inv for inv in self.invariants if not inv.passed]
 
 
-def default_policy(metric: Metric) -> MetricPolicy:
-    return MetricPolicy(direction=metric.direction, min_change_pct=DEFAULT_MIN_CHANGE_PCT)
+def policy_for(metric: Metric, override: MetricPolicy | Mapping[str, Any] | None = None) -> MetricPolicy:
+    """The metric's own direction plus the area's overrides (a full MetricPolicy is taken as is)."""
+    if isinstance(override, MetricPolicy):
+        return override
+    fields = {"min_change_pct": DEFAULT_MIN_CHANGE_PCT, **(override or {})}
+    unknown = sorted(set(fields) - set(_POLICY_FIELDS))
+    if unknown:
+        raise ValueError(f"{metric.name}: unknown policy field(s) {unknown}; allowed: {list(_POLICY_FIELDS)}")
+    return MetricPolicy(direction=metric.direction, **fields)
+
+
+def policies_to_json(policies: Mapping[str, Mapping[str, Any]]) -> str:
+    for name, fields in policies.items():
+        unknown = sorted(set(fields) - set(_POLICY_FIELDS))
+        if unknown:
+            raise ValueError(f"policy for {name}: unknown field(s) {unknown}; allowed: {list(_POLICY_FIELDS)}")
+    return json.dumps({name: dict(fields) for name, fields in policies.items()}, sort_keys=True)
+
+
+def policies_from_metadata(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = metadata.get(POLICIES_METADATA_KEY)
+    raw = getattr(raw, "value", raw)
+    return json.loads(raw) if raw else {}
 
 
 def _history(
@@ -108,11 +136,12 @@ def evaluate_asset(
     asset_key: dg.AssetKey | str,
     *,
     storage_id: int | None = None,
-    policies: Mapping[str, MetricPolicy] | None = None,
+    policies: PolicyOverrides | None = None,
     history_limit: int = DEFAULT_HISTORY_LIMIT,
 ) -> AssetEvaluation | None:
     """Judge the newest materialization of `asset_key` (or the one with `storage_id`) against the ones
-    before it. None when there is no such materialization. `policies` overrides the default per metric name.
+    before it. None when there is no such materialization. `policies` overrides the default per metric name
+    (see `perf_check.policies_for` for the ones an area declared on its performance check).
     """
     key = dg.AssetKey.from_user_string(asset_key) if isinstance(asset_key, str) else asset_key
     history = _history(instance, key, storage_id, history_limit)
@@ -122,7 +151,7 @@ def evaluate_asset(
     verdicts = []
     for metric in latest_metrics:
         points = [(ref, m.value) for ref, metrics, _ in history for m in metrics if m.name == metric.name]
-        policy = (policies or {}).get(metric.name) or default_policy(metric)
+        policy = policy_for(metric, (policies or {}).get(metric.name))
         verdict = evaluate_latest([value for _, value in points], policy)
         first_bad = points[verdict.first_bad_index][0] if verdict.first_bad_index is not None else None
         verdicts.append(MetricVerdict(metric, verdict, len(points), first_bad))

@@ -6,12 +6,19 @@ materialization (same `evaluate_asset` as the sensor), and the sensor records it
 had no in-run check (runless events, runs that deselected it).
 """
 
-
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
-from regression_pipelines.evaluation import AssetEvaluation, MetricVerdict, evaluate_asset
+from regression_pipelines.evaluation import (
+    POLICIES_METADATA_KEY,
+    AssetEvaluation,
+    MetricVerdict,
+    evaluate_asset,
+    policies_from_metadata,
+    policies_to_json,
+)
 
 PERF_CHECK_NAME = "performance_regression"
 _ERROR_SEVERITIES = {"high", "critical"}
@@ -106,18 +113,37 @@ def to_check_evaluation(evaluation: AssetEvaluation) -> dg.AssetCheckEvaluation:
     )
 
 
-def performance_regression_check(asset_key: str) -> dg.AssetChecksDefinition:
+def policies_for(asset_graph: Any, asset_key: dg.AssetKey | str) -> dict[str, dict[str, Any]]:
+    """Policy overrides the area declared on its performance check (empty when it declared none or no check).
+
+    `asset_graph`: `defs.resolve_asset_graph()` or a sensor's `context.repository_def.asset_graph`.
+    """
+    key = dg.AssetKey.from_user_string(asset_key) if isinstance(asset_key, str) else asset_key
+    check_key = dg.AssetCheckKey(key, PERF_CHECK_NAME)
+    if check_key not in asset_graph.asset_check_keys:
+        return {}
+    return policies_from_metadata(asset_graph.get_check_spec(check_key).metadata or {})
+
+
+def performance_regression_check(
+    asset_key: str, policies: Mapping[str, Mapping[str, Any]] | None = None
+) -> dg.AssetChecksDefinition:
     """The check definition an area module exports next to its asset (non-blocking: a regression is news,
-    not a reason to stop downstream reports)."""
+    not a reason to stop downstream reports). `policies`: per metric overrides, e.g.
+    `{"outage_s": {"upper_bound": 30.0}, "p99_ms": {"min_change_pct": 10.0}}`; stored on the check so the
+    sensor and `regress run` judge with the same ones."""
+    declared = dict(policies or {})
+    metadata = {POLICIES_METADATA_KEY: policies_to_json(declared)} if declared else None
 
     @dg.asset_check(
         asset=asset_key,
         name=PERF_CHECK_NAME,
         blocking=False,
         description="Each metric of the newest materialization vs the baseline learned from its history.",
+        metadata=metadata,
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        evaluation = evaluate_asset(context.instance, asset_key)
+        evaluation = evaluate_asset(context.instance, asset_key, policies=declared)
         if evaluation is None:
             return dg.AssetCheckResult(
                 passed=True, severity=dg.AssetCheckSeverity.WARN, description="no materialization to judge yet"

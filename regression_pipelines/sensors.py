@@ -21,7 +21,7 @@ from regression_pipelines.alerts.rules import (
 )
 from regression_pipelines.errors import mask_secrets
 from regression_pipelines.evaluation import AssetEvaluation, evaluate_asset
-from regression_pipelines.perf_check import PERF_CHECK_NAME, to_check_evaluation
+from regression_pipelines.perf_check import PERF_CHECK_NAME, policies_for, to_check_evaluation
 from resources.alerting import AlertingResource
 
 ALERTING_RESOURCE_KEY = "alerting"
@@ -104,9 +104,10 @@ def regression_sensor(context: dg.SensorEvaluationContext, alerting: AlertingRes
     judged: list[str] = []
     for key in _area_keys(context):
         name = key.to_user_string()
+        policies = policies_for(context.repository_def.asset_graph, key)
         for record in _new_materializations(instance, key, cursor.get(name)):
             try:
-                evaluation = evaluate_asset(instance, key, storage_id=record.storage_id)
+                evaluation = evaluate_asset(instance, key, storage_id=record.storage_id, policies=policies)
             except ValueError as exc:  # bad stored data: say so and move on, retrying cannot fix it
                 context.log.error(f"{name}: cannot judge materialization {record.storage_id}: {exc}")
                 evaluation = None

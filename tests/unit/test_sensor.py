@@ -27,10 +27,10 @@ KEY = dg.AssetKey(AREA)
 CHECK_KEY = dg.AssetCheckKey(KEY, PERF_CHECK_NAME)
 
 
-def _defs(alerting: AlertingResource) -> dg.Definitions:
+def _defs(alerting: AlertingResource, policies: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[dg.AssetSpec(AREA, group_name="areas"), dg.AssetSpec("not_an_area", group_name="reports")],
-        asset_checks=[performance_regression_check(AREA)],
+        asset_checks=[performance_regression_check(AREA, policies)],
         sensors=[regression_sensor],
         resources={ALERTING_RESOURCE_KEY: alerting},
     )
@@ -44,6 +44,7 @@ class Harness:
         self.receiver = receiver
         self.outbox = outbox
         self.cursor: str | None = None
+        self.policies: dict | None = None
         self.rng = random.Random(3)
 
     def alerting(self, url: str | None = None) -> AlertingResource:
@@ -67,7 +68,7 @@ class Harness:
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
-            definitions=_defs(alerting),
+            definitions=_defs(alerting, self.policies),
             resources={ALERTING_RESOURCE_KEY: alerting},
         )
         result = regression_sensor(context)
@@ -283,3 +284,21 @@ def test_in_run_check_fails_on_a_step_and_the_sensor_alerts_once(harness: Harnes
     assert by_run[runs[1].run_id][0].passed is False
     [alert] = harness.alerts()
     assert alert["labels"]["metric"] == "p99_ms" and runs[1].run_id in alert["generatorURL"]
+
+
+def test_declared_slo_alerts_on_the_newest_run_alone(harness: Harness) -> None:
+    """Policies declared on the check reach the sensor: a static bound breaks with little history."""
+    harness.policies = {"p99_ms": {"upper_bound": 12.0}}
+    for _ in range(3):
+        harness.record(10.0)
+    harness.tick()
+    harness.record(13.0)
+    harness.tick()
+    [alert] = harness.alerts()
+    assert alert["annotations"]["status"] == "slo_breach" and alert["labels"]["metric"] == "p99_ms"
+    assert not harness.checks()[-1].passed
+
+
+def test_unknown_policy_field_is_named() -> None:
+    with pytest.raises(ValueError, match="upper_bund"):
+        performance_regression_check(AREA, {"p99_ms": {"upper_bund": 1.0}})
