@@ -78,10 +78,10 @@ def ha_failover(
 
         local = lab_injector(target)
     injector = choose_injector(mode, target, config.command_template, local)
-    output_dir = Path(context.instance.storage_directory()) / "ha_failover" / context.run_id
+    output_dir = Path(context.instance.storage_directory()) / "ha_failover" / context.run.run_id
     scenario = FailoverConfig(
         mode=mode,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         output_dir=output_dir,
         pause_seconds=config.pause_seconds,
         write_rate_hz=config.write_rate_hz,

@@ -40,9 +40,10 @@ def healthy_leader(resource: PatroniResource) -> tuple[str, int | None]:
     return state.leader, state.timeline
 
 
-def run_asset(resource: PatroniResource, config: dict) -> dg.ExecuteInProcessResult:
+def run_asset(resource: PatroniResource, config: dict, home: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [ha_failover],
+        instance=dg.DagsterInstance.ephemeral(tempdir=str(home)),
         resources={"patroni": resource},
         run_config={"ops": {"ha_failover": {"config": config}}},
         raise_on_error=False,
@@ -50,10 +51,10 @@ def run_asset(resource: PatroniResource, config: dict) -> dg.ExecuteInProcessRes
 
 
 @pytest.mark.parametrize("mode", ["switchover", "kill_patroni_postmaster", "kill_postmaster", "pause", "kill_patroni"])
-def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSettings, mode: str) -> None:
+def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSettings, mode: str, tmp_path: Path) -> None:
     resource = PatroniResource.for_lab(lab)
     healthy_leader(resource)
-    result = run_asset(resource, {"mode": mode, "allow_destructive": True, "pause_seconds": 12.0})
+    result = run_asset(resource, {"mode": mode, "allow_destructive": True, "pause_seconds": 12.0}, tmp_path)
     assert result.success, result.all_events
     metadata = result.asset_materializations_for_node("ha_failover")[0].metadata
     for key in ("failover.outage_s", "failover.lost_acknowledged", "failover.time_to_leader_s", "failover.recovery_s"):
@@ -126,11 +127,11 @@ def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, 
         ({"mode": "kill_postmaster", "allow_destructive": True, "target": "db1.prod"}, "not in allow_list"),
     ],
 )
-def test_refusals_touch_nothing(lab: LabSettings, config: dict, message: str) -> None:
+def test_refusals_touch_nothing(lab: LabSettings, config: dict, message: str, tmp_path: Path) -> None:
     resource = PatroniResource.for_lab(lab)
     leader, timeline = healthy_leader(resource)
     pids = patroni_members.member_pids(lab)
-    result = run_asset(resource, config)
+    result = run_asset(resource, config, tmp_path)
     assert not result.success
     errors = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert errors
