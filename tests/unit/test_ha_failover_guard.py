@@ -82,3 +82,11 @@ def test_leader_timeline_and_split_brain_rounds() -> None:
     assert [s.at for s in split_brain_rounds(samples)] == [12.0]
     steady = leader_timeline([Sample(11.0, ("pg0",), ("pg0",))], "pg0", fault_at=10.0)
     assert steady.time_to_leader_s == 0.0 and not steady.leader_lost
+
+
+def test_parse_mode_names_the_valid_modes() -> None:
+    from assets.ha_failover.faults import parse_mode
+
+    assert parse_mode(" Pause ") is Mode.PAUSE
+    with pytest.raises(ValueError, match="kill_postmaster"):
+        parse_mode("reboot")

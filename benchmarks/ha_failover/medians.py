@@ -1,0 +1,106 @@
+"""Medians of N failover runs per mode on the local lab (not part of `make test`; it kills lab members).
+
+Usage: REGRESS_LAB_PORT_OFFSET=2000 REGRESS_LAB_DIR=/tmp/lab-ha \
+       .venv/bin/python benchmarks/ha_failover/medians.py [--runs 3] [--modes switchover,pause] [--pause 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from assets.ha_failover.cluster import ClusterTarget
+from assets.ha_failover.failover import FailoverConfig, run_failover
+from assets.ha_failover.faults import Mode, choose_injector, parse_mode
+from assets.ha_failover.lab_faults import lab_injector
+from assets.ha_failover.recovery import wait_healthy
+from resources.patroni import PatroniResource
+
+COLUMNS = [
+    ("outage_s", "failover.outage_s"),
+    ("to_leader_s", "failover.time_to_leader_s"),
+    ("lost", "failover.lost_acknowledged"),
+    ("rejoin_s", "failover.rejoin_s"),
+    ("catchup_s", "failover.catchup_s"),
+    ("recovery_s", "failover.recovery_s"),
+    ("2writable", "failover.split_brain_rounds"),
+]
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else f"{med:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--modes", default="switchover,kill_patroni_postmaster,kill_postmaster,pause")
+    parser.add_argument("--pause", type=float, default=12.0, help="pause mode: seconds frozen")
+    parser.add_argument("--rate", type=float, default=20.0, help="ledger writes per second")
+    parser.add_argument("--synchronous", action="store_true", help="PATCH synchronous_mode on for the runs")
+    args = parser.parse_args()
+    target = PatroniResource.for_lab().checked_target()
+    if args.synchronous:
+        set_synchronous(target, True)
+    try:
+        return bench(target, args)
+    finally:
+        if args.synchronous:
+            set_synchronous(target, False)
+
+
+def set_synchronous(target: ClusterTarget, on: bool) -> None:
+    """Patroni dynamic config (PATCH /config); REGRESS_LAB_PATRONI_SYNCHRONOUS_MODE sets it at lab bootstrap."""
+    for member in target.members:
+        status, _ = target.rest(member, "/config", "PATCH", {"synchronous_mode": on}, timeout_s=5.0)
+        if status == 200:
+            time.sleep(3)  # one or two HA loops to pick a synchronous standby
+            return
+    raise SystemExit("could not PATCH /config on any member")
+
+
+def bench(target: ClusterTarget, args: argparse.Namespace) -> int:
+    out = Path(tempfile.mkdtemp(prefix="ha-bench-"))
+    rows = []
+    sync_mode = "?"
+    for mode in [parse_mode(m) for m in args.modes.split(",")]:
+        figures: dict[str, list[float]] = {name: [] for name, _ in COLUMNS}
+        changed = 0
+        for i in range(args.runs):
+            if wait_healthy(target, timeout_s=90) is None:
+                raise SystemExit("lab cluster not healthy; stopping")
+            injector = choose_injector(mode, target, "", None if mode is Mode.SWITCHOVER else lab_injector(target))
+            config = FailoverConfig(
+                mode=mode, run_id=uuid.uuid4().hex, output_dir=out, pause_seconds=args.pause, write_rate_hz=args.rate
+            )
+            result = run_failover(target, config, injector)
+            sync_mode = str(result.environment.get("synchronous_mode"))
+            changed += result.environment.get("leader_changed") is True
+            for name, metric in COLUMNS:
+                with contextlib.suppress(KeyError):
+                    figures[name].append(result.metric(metric).value)
+            print(
+                f"  {mode.value} run {i + 1}: outage {result.metric('failover.outage_s').value:.2f}s, "
+                f"checks {[inv.name for inv in result.invariants if not inv.passed] or 'all passed'}",
+                flush=True,
+            )
+        rows.append([mode.value, f"{changed}/{args.runs}", *(_cell(figures[name]) for name, _ in COLUMNS)])
+    header = ["mode", "new leader", *(name for name, _ in COLUMNS)]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\nmedian (min-max) of {args.runs} runs per mode, {args.rate:g} writes/s, synchronous_mode={sync_mode}")
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    wait_healthy(target, timeout_s=90)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
