@@ -29,6 +29,7 @@ from regression_pipelines.detection.model import ChangePoint, MetricPolicy, Verd
 from regression_pipelines.detection.robust import (
     clean_location_scale,
     lag1_autocorr,
+    median,
     suppress_spikes,
 )
 from regression_pipelines.detection.severity import recommend, severity_for
@@ -58,6 +59,8 @@ def _baseline_bounds(cps: list[ChangePoint], n: int, policy: MetricPolicy) -> tu
     """[start, end) of the baseline candidates: after the last accepted change, before the first pending one."""
     start, end = 0, n
     for cp in cps:
+        if n - cp.index < MAX_WINDOW:
+            continue  # too few runs after it to be placed reliably; the window test judges the tail
         accepted = cp.kind == "improvement" or n - cp.index > policy.accept_after_runs
         if accepted:
             start, end = cp.index, n
@@ -92,8 +95,8 @@ def _window_test(
 ) -> tuple[float, float] | None:
     """(direction, statistic) when the tail is off the baseline, else None."""
     w, nb = len(tail), len(base)
-    med = float(np.median(base))
-    if abs(float(np.median(tail)) - med) < policy.min_change_pct / 100.0 * abs(med):
+    med = median(base)
+    if abs(median(tail) - med) < policy.min_change_pct / 100.0 * abs(med):
         return None
     center, scale = clean_location_scale(base)
     for direction in (1.0, -1.0):
@@ -193,7 +196,7 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
         base = x[max(start, b_end - MAX_BASELINE) : b_end]
         if len(base) < MIN_BASELINE:
             base = x[max(0, n - 1 - MAX_BASELINE) : n - 1]
-        med = float(np.median(base))
+        med = median(base)
         center, scale = clean_location_scale(base)
         outlier = policy.sign * (latest - center) / scale >= FAST_Z
         pct = _pct(latest, med)
@@ -214,8 +217,8 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
         first_bad = end  # a pending change point with enough runs after it to be placed reliably
     else:
         first_bad = _locate_step(x, hit.base_start, max(hit.base_start + MIN_BASELINE, n - 2 * MAX_WINDOW))
-    med = float(np.median(x[hit.base_start : hit.base_end]))
-    pct = _pct(float(np.median(x[first_bad:])), med)
+    med = median(x[hit.base_start : hit.base_end])
+    pct = _pct(median(x[first_bad:]), med)
     p_value = float(ndtr(-hit.stat))
     status = "regression" if hit.direction * policy.sign > 0 else "improvement"
     return Verdict(

@@ -65,9 +65,10 @@ def _jaccard(a: set[int], b: set[int]) -> float:
     return len(a & b) / len(a | b)
 
 
-def cover_single(predicted: list[set[int]], truth: list[set[int]]) -> float:
-    total = sum(map(len, truth))
-    if total != sum(map(len, predicted)):
+def cover_single(truth: list[set[int]], predicted: list[set[int]]) -> float:
+    """Covering of segmentation `truth` by `predicted` (Arbelaez et al. 2010, eq. 8; TCPDBench's order)."""
+    total = sum(map(len, predicted))
+    if total != sum(map(len, truth)):
         raise ValueError("partitions cover different numbers of points")
     return sum(len(r) * max(_jaccard(r, rp) for rp in predicted) for r in truth) / total
 
@@ -75,7 +76,7 @@ def cover_single(predicted: list[set[int]], truth: list[set[int]]) -> float:
 def covering(annotations: Mapping[str, Iterable[int]], predictions: Iterable[int], n_obs: int) -> float:
     """Segmentation covering of the predictions, averaged over annotators."""
     predicted = partition_from_cps(predictions, n_obs)
-    scores = [cover_single(predicted, partition_from_cps(cps, n_obs)) for cps in annotations.values()]
+    scores = [cover_single(partition_from_cps(cps, n_obs), predicted) for cps in annotations.values()]
     if not scores:
         raise ValueError("need at least one annotator")
     return sum(scores) / len(scores)
