@@ -6,6 +6,7 @@ repeated does not page twice. Failed invariants alert too: a failed check does n
 nothing else would tell anyone. Failed runs alert through the run-failure sensor.
 """
 
+import dataclasses
 import json
 
 import dagster as dg
@@ -22,6 +23,7 @@ from regression_pipelines.alerts.rules import (
 from regression_pipelines.errors import mask_secrets
 from regression_pipelines.evaluation import AssetEvaluation, evaluate_asset
 from regression_pipelines.perf_check import PERF_CHECK_NAME, policies_for, to_check_evaluation
+from regression_pipelines.results import Invariant
 from resources.alerting import AlertingResource
 
 ALERTING_RESOURCE_KEY = "alerting"
@@ -72,6 +74,26 @@ def _checked_in_run(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str)
     return any(record.run_id == run_id for record in history)
 
 
+def _failed_checks_not_in_metadata(instance: dg.DagsterInstance, evaluation: AssetEvaluation) -> list[Invariant]:
+    """Failed checks of the materializing run that the metadata does not carry (e.g. an invariant the scenario
+    never evaluated), so they alert like any other broken invariant."""
+    run_id = evaluation.materialization.run_id
+    if not run_id:
+        return []
+    known = {inv.name for inv in evaluation.invariants} | {PERF_CHECK_NAME}
+    failed = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        check = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if not isinstance(check, dg.AssetCheckEvaluation) or check.asset_key != evaluation.asset_key:
+            continue
+        if check.passed or check.check_name in known:
+            continue
+        detail = check.metadata.get("detail")
+        text = str(getattr(detail, "value", detail) or check.description or "check failed")
+        failed.append(Invariant(check.check_name, False, text))
+    return failed
+
+
 def apply_alerts(dispatcher: AlertDispatcher, evaluation: AssetEvaluation, alerting: AlertingResource) -> None:
     """Fire what regressed or broke, resolve what is back within baseline or passing again."""
     area = evaluation.asset_key.to_user_string()
@@ -112,6 +134,8 @@ def regression_sensor(context: dg.SensorEvaluationContext, alerting: AlertingRes
                 context.log.error(f"{name}: cannot judge materialization {record.storage_id}: {exc}")
                 evaluation = None
             if evaluation is not None:
+                extra = _failed_checks_not_in_metadata(instance, evaluation)
+                evaluation = dataclasses.replace(evaluation, invariants=evaluation.invariants + tuple(extra))
                 if not _checked_in_run(instance, key, record.run_id):
                     instance.report_runless_asset_event(to_check_evaluation(evaluation))
                 apply_alerts(dispatcher, evaluation, alerting)

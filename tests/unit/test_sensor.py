@@ -302,3 +302,22 @@ def test_declared_slo_alerts_on_the_newest_run_alone(harness: Harness) -> None:
 def test_unknown_policy_field_is_named() -> None:
     with pytest.raises(ValueError, match="upper_bund"):
         performance_regression_check(AREA, {"p99_ms": {"upper_bund": 1.0}})
+
+
+def test_invariant_the_scenario_never_evaluated_alerts(harness: Harness) -> None:
+    """Such a failure exists only as a check result of the run (not in metadata); it must page too."""
+    from regression_pipelines.area_glue import invariant_check_specs, to_materialize_result
+
+    @dg.asset(name=AREA, group_name="areas", check_specs=invariant_check_specs(AREA, ["no_stale_reads", "ttl"]))
+    def toy_area() -> dg.MaterializeResult:
+        result = ScenarioResult(AREA, metrics=[Metric("p99_ms", 10.0, "ms")])
+        result.invariants.append(Invariant("no_stale_reads", True, "0 stale reads"))
+        return to_materialize_result(result, ["no_stale_reads", "ttl"])
+
+    _baseline(harness)
+    harness.tick()
+    dg.materialize([toy_area], instance=harness.instance)
+    harness.tick()
+    [alert] = harness.alerts()
+    assert alert["labels"]["alertname"] == "InvariantFailed" and alert["labels"]["invariant"] == "ttl"
+    assert "did not evaluate" in alert["annotations"]["description"]
