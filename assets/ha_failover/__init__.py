@@ -46,7 +46,7 @@ class HaFailoverConfig(dg.Config):
     allow_destructive: bool = Field(default=False, description="Must be true: this kills or pauses members")
     target: str = Field(default=LAB_TARGET, description="'lab' (loopback lab) or the resource's host, allow-listed")
     allow_list: list[str] = Field(default_factory=list, description="Non-lab hosts you own and allow faults on")
-    pause_seconds: float = Field(default=12.0, description="mode=pause: how long the leader stays frozen")
+    pause_seconds: float = Field(default=20.0, description="mode=pause: how long the leader stays frozen")
     write_rate_hz: float = Field(default=20.0, description="Ledger writes per second through HAProxy rw")
     max_seconds: float = Field(default=120.0, description="Bound on every wait after the fault")
     recovery_slo_s: float = Field(default=30.0, description="Largest acceptable client write outage")

@@ -43,7 +43,7 @@ class FailoverConfig:
     mode: Mode
     run_id: str
     output_dir: Path
-    pause_seconds: float = 12.0
+    pause_seconds: float = 20.0  # well past ttl 10 s: about ttl + loop_wait races (see recovery.py)
     write_rate_hz: float = 20.0
     max_seconds: float = 120.0  # bound for every wait after the fault
     recovery_slo_s: float = 30.0

@@ -85,3 +85,20 @@ def wait_recovery(target: ClusterTarget, old_leader: str, timeout_s: float, poll
             return Recovery(time.time(), state, rejoined_at, caught_up_at)
         time.sleep(poll_s)
     return Recovery(None, None, rejoined_at, caught_up_at)
+
+
+def reinit_stranded_replicas(target: ClusterTarget, timeout_s: float = 90.0) -> list[str]:
+    """Lab repair, never part of a measurement: reinitialize running replicas that cannot stream.
+
+    Measured on Patroni 3.0.2: a leader paused for about ttl+loop_wait can resume and take the leader key
+    back from a replica that had just promoted; that replica is demoted on a newer timeline, pg_rewind
+    reports "no rewind required", and it never streams again. Only POST /reinitialize brings it back.
+    """
+    state = cluster_state(target)
+    if state.leader is None or state.healthy(len(target.members)):
+        return []
+    stranded = [m.name for m in target.members if m.name != state.leader and m.name not in state.streaming]
+    for name in stranded:
+        target.rest(target.member(name), "/reinitialize", "POST", {"force": True}, timeout_s=10.0)
+    wait_healthy(target, timeout_s)
+    return stranded

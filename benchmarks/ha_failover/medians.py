@@ -1,7 +1,7 @@
 """Medians of N failover runs per mode on the local lab (not part of `make test`; it kills lab members).
 
 Usage: REGRESS_LAB_PORT_OFFSET=2000 REGRESS_LAB_DIR=/tmp/lab-ha \
-       .venv/bin/python benchmarks/ha_failover/medians.py [--runs 3] [--modes switchover,pause] [--pause 12]
+       .venv/bin/python benchmarks/ha_failover/medians.py [--runs 3] [--modes switchover,pause] [--pause 20]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from assets.ha_failover.cluster import ClusterTarget
 from assets.ha_failover.failover import FailoverConfig, run_failover
 from assets.ha_failover.faults import Mode, choose_injector, parse_mode
 from assets.ha_failover.lab_faults import lab_injector
-from assets.ha_failover.recovery import wait_healthy
+from assets.ha_failover.recovery import reinit_stranded_replicas, wait_healthy
 from resources.patroni import PatroniResource
 
 COLUMNS = [
@@ -43,7 +43,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="switchover,kill_patroni_postmaster,kill_postmaster,pause")
-    parser.add_argument("--pause", type=float, default=12.0, help="pause mode: seconds frozen")
+    parser.add_argument("--pause", type=float, default=20.0, help="pause mode: seconds frozen")
     parser.add_argument("--rate", type=float, default=20.0, help="ledger writes per second")
     parser.add_argument("--synchronous", action="store_true", help="PATCH synchronous_mode on for the runs")
     args = parser.parse_args()
@@ -76,7 +76,10 @@ def bench(target: ClusterTarget, args: argparse.Namespace) -> int:
         changed = 0
         for i in range(args.runs):
             if wait_healthy(target, timeout_s=90) is None:
-                raise SystemExit("lab cluster not healthy; stopping")
+                repaired = reinit_stranded_replicas(target)
+                print(f"  cluster not healthy before the run; reinitialized {repaired}", flush=True)
+                if wait_healthy(target, timeout_s=30) is None:
+                    raise SystemExit("lab cluster not healthy; stopping")
             injector = choose_injector(mode, target, "", None if mode is Mode.SWITCHOVER else lab_injector(target))
             config = FailoverConfig(
                 mode=mode, run_id=uuid.uuid4().hex, output_dir=out, pause_seconds=args.pause, write_rate_hz=args.rate

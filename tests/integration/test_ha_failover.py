@@ -25,7 +25,7 @@ from assets.ha_failover.failover import (
 )
 from assets.ha_failover.faults import Mode, PatroniRestInjector
 from assets.ha_failover.observe import writable_members
-from assets.ha_failover.recovery import wait_healthy
+from assets.ha_failover.recovery import reinit_stranded_replicas, wait_healthy
 from regression_pipelines.errors import UnsafeTargetError
 from regression_pipelines.lab import patroni_members
 from regression_pipelines.lab.settings import LabSettings
@@ -35,8 +35,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
 
 def healthy_leader(resource: PatroniResource) -> tuple[str, int | None]:
+    """Wait for one leader + all streaming; a stranded replica is repaired (lab left usable) but fails the test."""
     state = wait_healthy(resource.target(), timeout_s=90)
-    assert state is not None and state.leader is not None, "lab cluster not healthy"
+    if state is None:
+        stranded = reinit_stranded_replicas(resource.target())
+        pytest.fail(f"lab cluster not healthy; reinitialized stranded replicas {stranded}")
+    assert state.leader is not None
     return state.leader, state.timeline
 
 
@@ -54,7 +58,7 @@ def run_asset(resource: PatroniResource, config: dict, home: Path) -> dg.Execute
 def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSettings, mode: str, tmp_path: Path) -> None:
     resource = PatroniResource.for_lab(lab)
     healthy_leader(resource)
-    result = run_asset(resource, {"mode": mode, "allow_destructive": True, "pause_seconds": 12.0}, tmp_path)
+    result = run_asset(resource, {"mode": mode, "allow_destructive": True, "pause_seconds": 20.0}, tmp_path)
     assert result.success, result.all_events
     metadata = result.asset_materializations_for_node("ha_failover")[0].metadata
     for key in ("failover.outage_s", "failover.lost_acknowledged", "failover.time_to_leader_s", "failover.recovery_s"):
