@@ -20,6 +20,7 @@ class StepOutcome:
     pct: float
     cv: float
     kind: str
+    feature: str
     runs_to_detect: int | None  # 1 = flagged on the step's first run
     online_exact: bool  # first_bad_index at detection equals the true index
     offline_exact: bool  # find_change_points on the full series names the exact first bad run
@@ -32,6 +33,7 @@ class Scores:
     false_alarm_onsets: int = 0
     flat_false_cps: int = 0
     flat_total_runs: int = 0
+    false_alarms_by_feature: dict[str, int] = field(default_factory=dict)
     steps: list[StepOutcome] = field(default_factory=list)
     f1: list[float] = field(default_factory=list)
     cover: list[float] = field(default_factory=list)
@@ -59,6 +61,8 @@ def score_series(series: Series, scores: Scores) -> None:
         scores.flat_runs += len(evaluated)
         flags = [s == "regression" for s in evaluated]
         scores.false_alarms += sum(flags)
+        by_feature = scores.false_alarms_by_feature
+        by_feature[series.feature] = by_feature.get(series.feature, 0) + sum(flags)
         scores.false_alarm_onsets += sum(f and not p for p, f in zip([False, *flags[:-1]], flags, strict=True))
         scores.flat_false_cps += len(cps)
         scores.flat_total_runs += len(series.values)
@@ -72,7 +76,9 @@ def score_series(series: Series, scores: Scores) -> None:
                 detected, exact = k - step.index + 1, first_bad == step.index
                 break
         scores.steps.append(
-            StepOutcome(step.sigmas, step.pct, series.cv, step.kind, detected, exact, step.index in found)
+            StepOutcome(
+                step.sigmas, step.pct, series.cv, step.kind, series.feature, detected, exact, step.index in found
+            )
         )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.detection.evaluate import Scores, StepOutcome, score_suite, time_evaluation
-from benchmarks.detection.suite import Series, make_suite
+from benchmarks.detection.suite import FEATURES, Series, make_suite
 
 
 def write_suite(suite: list[Series], directory: Path) -> None:
@@ -53,8 +53,19 @@ def _step_rows(steps: list[StepOutcome], cv: float, within: int | None) -> tuple
     return _rate(len(in_time), len(bucket)), median
 
 
+def _cv5_by_feature(steps: list[StepOutcome]) -> str:
+    parts = []
+    for feature in FEATURES:
+        bucket = [s for s in steps if s.kind == "regression" and abs(s.pct) == 10.0 and s.cv == 0.05]
+        bucket = [s for s in bucket if s.feature == feature]
+        hits = sum(s.runs_to_detect is not None and s.runs_to_detect <= 8 for s in bucket)
+        parts.append(f"{feature} {100.0 * hits / max(len(bucket), 1):.0f}%")
+    return ", ".join(parts)
+
+
 def report(scores: Scores, eval_seconds: float, runs: int) -> list[tuple[str, str, str]]:
     fa = 1000.0 * scores.false_alarms / max(scores.flat_runs, 1)
+    fa_by = scores.false_alarms_by_feature
     onsets = 1000.0 * scores.false_alarm_onsets / max(scores.flat_runs, 1)
     cv2_rate, cv2_median = _step_rows(scores.steps, 0.02, None)
     cv5_rate, cv5_median = _step_rows(scores.steps, 0.05, 8)
@@ -65,10 +76,12 @@ def report(scores: Scores, eval_seconds: float, runs: int) -> list[tuple[str, st
     return [
         ("false alarms / 1000 runs (change-free, flagged runs)", f"{fa:.3f}", "<= 1"),
         ("  false-alarm onsets / 1000 runs", f"{onsets:.3f}", ""),
+        ("  flagged runs by noise feature", ", ".join(f"{k} {v}" for k, v in sorted(fa_by.items())), ""),
         ("10% step @ CV 2%: detection rate", cv2_rate, ">= 99%"),
         ("10% step @ CV 2%: median runs to detect", cv2_median, "<= 2"),
         ("10% step @ CV 5%: detected within 8 runs", cv5_rate, ">= 95%"),
         ("10% step @ CV 5%: median runs to detect", cv5_median, ""),
+        ("  within 8 runs by noise feature", _cv5_by_feature(scores.steps), ""),
         (
             "exact first bad run, shifts >= 2 sigma (offline)",
             _rate(sum(s.offline_exact for s in big), len(big)),
