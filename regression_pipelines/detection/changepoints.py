@@ -87,10 +87,13 @@ def _segment_test(c1: NDArray[np.float64], c2: NDArray[np.float64], a: int, t: i
     return _two_sided_p(stat, df)
 
 
-def _change_pct(before: float, after: float) -> float:
+def change_pct(before: float, after: float) -> float:
+    """Relative change in percent; from a zero level (e.g. an error count) any rise reads as +100 %."""
     if before == after:
         return 0.0
-    return (after - before) / max(abs(before), 1e-12) * 100.0
+    if abs(before) < 1e-12:
+        return 100.0 if after > before else -100.0
+    return (after - before) / abs(before) * 100.0
 
 
 def _widening(x: NDArray[np.float64], cps: list[int]) -> float:
@@ -120,7 +123,7 @@ def _merge(
             pvals.append(p)
             before = (c1[t] - c1[a]) / (t - a)
             after = (c1[b] - c1[t]) / (b - t)
-            irrelevant = abs(_change_pct(before, after)) < min_change_pct
+            irrelevant = abs(change_pct(before, after)) < min_change_pct
             score = 2.0 + p if irrelevant else p  # irrelevant changes go first, then the least significant
             if (p >= MERGE_ALPHA or irrelevant) and score > weakest_score:
                 weakest, weakest_score = i, score
@@ -159,7 +162,7 @@ def find_change_points(values: Sequence[float] | NDArray[np.float64], policy: Me
     for i, t in enumerate(cps):
         before = float(x[bounds[i] : t].mean())
         after = float(x[t : bounds[i + 2]].mean())
-        pct = _change_pct(before, after)
+        pct = change_pct(before, after)
         kind = "regression" if policy.sign * (after - before) > 0 else "improvement"
         result.append(
             ChangePoint(

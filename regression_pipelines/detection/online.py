@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr, stdtrit
 
-from regression_pipelines.detection.changepoints import find_change_points
+from regression_pipelines.detection.changepoints import change_pct, find_change_points
 from regression_pipelines.detection.model import ChangePoint, MetricPolicy, Verdict
 from regression_pipelines.detection.robust import (
     clean_location_scale,
@@ -147,7 +147,7 @@ def _slo_breach(latest: float, policy: MetricPolicy) -> float | None:
 
 
 def _pct(value: float, reference: float) -> float:
-    return (value - reference) / max(abs(reference), 1e-12) * 100.0
+    return change_pct(reference, value)
 
 
 def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: MetricPolicy) -> Verdict:

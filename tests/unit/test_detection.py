@@ -145,3 +145,14 @@ def test_bad_policy_is_rejected() -> None:
         MetricPolicy(min_change_pct=-1)
     with pytest.raises(ValueError):
         MetricPolicy(lower_bound=5, upper_bound=1)
+
+
+def test_zero_baseline_reports_a_bounded_percentage() -> None:
+    verdict = evaluate_latest([0.0] * 20 + [1.0] * 2, LOWER)  # e.g. an error count leaving zero
+    assert verdict.status == "regression"
+    assert verdict.change_pct == 100.0
+
+
+def test_constant_history_is_ok() -> None:
+    assert evaluate_latest([5.0] * 30, LOWER).status == "ok"
+    assert find_change_points([5.0] * 30, LOWER) == []
