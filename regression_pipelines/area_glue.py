@@ -12,10 +12,7 @@ from regression_pipelines.results import ScenarioResult, to_metadata
 
 def invariant_check_specs(asset_key: str, invariant_names: Sequence[str]) -> list[dg.AssetCheckSpec]:
     """One AssetCheckSpec per invariant the area promises to evaluate on every materialization."""
-    return [
-        dg.AssetCheckSpec(name=name, asset=asset_key, description=f"invariant: {name}")
-        for name in invariant_names
-    ]
+    return [dg.AssetCheckSpec(name=name, asset=asset_key, description=f"invariant: {name}") for name in invariant_names]
 
 
 def to_materialize_result(result: ScenarioResult, invariant_names: Sequence[str]) -> dg.MaterializeResult:

@@ -8,6 +8,7 @@ each area wrote through `results.to_metadata`); the judgement comes from `detect
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,13 @@ from typing import Any
 import dagster as dg
 
 from regression_pipelines.detection import MetricPolicy, Verdict, evaluate_latest
-from regression_pipelines.results import Invariant, Metric, invariants_from_metadata, metrics_from_metadata
+from regression_pipelines.results import (
+    Invariant,
+    Metric,
+    baseline_key_from_metadata,
+    invariants_from_metadata,
+    metrics_from_metadata,
+)
 
 # A change smaller than this share of the baseline is noise for every area unless a policy says otherwise.
 DEFAULT_MIN_CHANGE_PCT = 5.0
@@ -115,7 +122,7 @@ def policies_from_metadata(metadata: Mapping[str, Any]) -> dict[str, dict[str, A
 
 def _history(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, storage_id: int | None, limit: int
-) -> list[tuple[RunRef, list[Metric], list[Invariant]]]:
+) -> list[tuple[RunRef, list[Metric], list[Invariant], str]]:
     records_filter = dg.AssetRecordsFilter(
         asset_key=asset_key, before_storage_id=storage_id + 1 if storage_id is not None else None
     )
@@ -127,7 +134,14 @@ def _history(
             continue
         metadata = materialization.metadata
         ref = RunRef(record.storage_id, record.run_id, record.timestamp)
-        history.append((ref, metrics_from_metadata(metadata), invariants_from_metadata(metadata)))
+        history.append(
+            (
+                ref,
+                metrics_from_metadata(metadata),
+                invariants_from_metadata(metadata),
+                baseline_key_from_metadata(metadata),
+            )
+        )
     return history
 
 
@@ -147,10 +161,18 @@ def evaluate_asset(
     history = _history(instance, key, storage_id, history_limit)
     if not history or (storage_id is not None and history[-1][0].storage_id != storage_id):
         return None
-    latest_ref, latest_metrics, latest_invariants = history[-1]
+    latest_ref, latest_metrics, latest_invariants, latest_baseline = history[-1]
+    comparable = [h for h in history if h[3] == latest_baseline]  # never mix e.g. faulted and clean runs
     verdicts = []
     for metric in latest_metrics:
-        points = [(ref, m.value) for ref, metrics, _ in history for m in metrics if m.name == metric.name]
+        if math.isnan(metric.value):
+            continue  # nothing was measured (e.g. no cache misses): no verdict rather than a fake one
+        points = [
+            (ref, m.value)
+            for ref, metrics, _, _ in comparable
+            for m in metrics
+            if m.name == metric.name and not math.isnan(m.value)
+        ]
         policy = policy_for(metric, (policies or {}).get(metric.name))
         verdict = evaluate_latest([value for _, value in points], policy)
         first_bad = points[verdict.first_bad_index][0] if verdict.first_bad_index is not None else None

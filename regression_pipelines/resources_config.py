@@ -7,7 +7,9 @@ import os
 import dagster as dg
 
 from regression_pipelines.lab.settings import lab_env_defaults
+from resources.alerting import AlertingResource
 from resources.delta import DeltaLakeResource
+from resources.patroni import PatroniResource
 from resources.postgres import PostgresResource
 from resources.rabbitmq import RabbitMQResource
 from resources.redis import RedisResource
@@ -46,5 +48,7 @@ def build_resources() -> dict[str, object]:
         "warehouse": WarehouseResource(path=env("REGRESS_WAREHOUSE_PATH"))
         if env("REGRESS_WAREHOUSE_PATH")
         else WarehouseResource(),
+        "patroni": PatroniResource.for_lab(password=dg.EnvVar("REGRESS_PATRONI_PASSWORD")),
+        "alerting": AlertingResource.from_env(),
         "delta": DeltaLakeResource(root=env("REGRESS_DELTA_ROOT", ".lab/delta")),
     }

@@ -18,6 +18,7 @@ ENV_PREFIX = "env/"
 SCHEMA_KEY = "regress/metric_schema"
 AREA_KEY = "regress/area"
 INVARIANTS_KEY = "regress/invariants"
+BASELINE_KEY = "regress/baseline_key"
 
 
 class Direction(StrEnum):
@@ -53,6 +54,9 @@ class ScenarioResult:
     metrics: list[Metric] = field(default_factory=list)
     invariants: list[Invariant] = field(default_factory=list)
     environment: dict[str, str | int | float | bool] = field(default_factory=dict)
+    # Settings that change what the figures mean (fault injected, failover mode, sync/async replication...):
+    # a run is only ever compared with history that has the same values.
+    comparable_on: dict[str, str | int | float | bool] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric:
         for metric in self.metrics:
@@ -82,9 +86,19 @@ def to_metadata(result: ScenarioResult) -> dict[str, Any]:
     metadata[INVARIANTS_KEY] = json.dumps(
         {inv.name: {"passed": inv.passed, "detail": inv.detail} for inv in result.invariants}, sort_keys=True
     )
+    metadata[BASELINE_KEY] = baseline_key(result.comparable_on)
     for key, value in result.environment.items():
         metadata[ENV_PREFIX + key] = str(value)
     return metadata
+
+
+def baseline_key(comparable_on: Mapping[str, Any]) -> str:
+    """A stable text for the settings a baseline must share (empty settings: one baseline for all runs)."""
+    return json.dumps({k: comparable_on[k] for k in sorted(comparable_on)}, sort_keys=True, default=str)
+
+
+def baseline_key_from_metadata(metadata: Mapping[str, Any]) -> str:
+    return str(_plain(metadata.get(BASELINE_KEY, "{}")) or "{}")
 
 
 def _plain(value: Any) -> Any:

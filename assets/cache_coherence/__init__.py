@@ -5,7 +5,7 @@ from pydantic import Field
 
 from assets.cache_coherence import scenario
 from assets.cache_coherence.config import MODES, CacheConfig, CacheConfigError
-from regression_pipelines.area_glue import invariant_check_specs, to_materialize_result
+from regression_pipelines.area_glue import invariant_check_specs, performance_check, to_materialize_result
 from resources.postgres import PostgresResource
 from resources.redis import RedisResource
 from resources.warehouse import WarehouseResource
@@ -59,3 +59,4 @@ def cache_coherence(
 
 
 ASSETS = [cache_coherence]
+ASSET_CHECKS = [performance_check(ASSET_KEY)]

@@ -285,6 +285,20 @@ def run(config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis) -> 
     result.invariants = _merge_modes(per_mode)
     with connect() as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    result.comparable_on.update(
+        {
+            "fault": config.fault,
+            "delay_invalidation_ms": config.delay_invalidation_ms,
+            "modes": ",".join(config.modes),
+            "keys": config.keys,
+            "readers": config.readers,
+            "writers": config.writers,
+            "writes_per_second": config.writes_per_second,
+            "max_ops": config.max_ops,
+            "max_seconds": config.max_seconds,
+            "ttl_seconds": config.ttl_seconds,
+        }
+    )
     result.environment.update(
         {
             "postgres_version": str(pg_version),

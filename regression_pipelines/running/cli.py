@@ -32,19 +32,27 @@ def run_command(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from regression_pipelines.definitions import defs
-    from regression_pipelines.running.execute import area_config_fields, run_areas, summarise
+    from regression_pipelines.running.execute import (
+        area_config_fields,
+        attach_verdicts,
+        destructive_areas,
+        run_areas,
+        summarise,
+    )
     from regression_pipelines.running.overrides import OverrideError, parse_areas, parse_overrides, to_run_config
     from regression_pipelines.running.summary import dumps, render_table
 
     fields = area_config_fields(defs)
     try:
-        areas = parse_areas(args.areas, list(fields))
+        destructive = destructive_areas(defs)
+        areas = parse_areas(args.areas, list(fields), destructive)
         run_config = to_run_config(parse_overrides(args.overrides, fields))
     except OverrideError as exc:
         print(f"regress run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with dg.DagsterInstance.get() as instance:
         result, outcomes = run_areas(defs, instance, areas, run_config, "DEBUG" if args.verbose else "WARNING")
+        attach_verdicts(defs, instance, outcomes)
         summary = summarise(result, outcomes, str(home))
     out_dir = home / "runs"
     out_dir.mkdir(exist_ok=True)
@@ -56,6 +64,9 @@ def run_command(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(dumps(summary))
         print(render_table(summary))
+        skipped = [a for a in destructive if a not in areas]
+        if skipped:
+            print(f"\nnot run (destructive, name them with --areas and opt in): {', '.join(skipped)}")
         print(f"\nresults: {summary.json_path}")
         print(
             f"dagster: run {summary.run_id} is in DAGSTER_HOME={home}; browse it with `dagster dev -w workspace.yaml`"

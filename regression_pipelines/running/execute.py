@@ -7,8 +7,45 @@ from typing import Any
 
 import dagster as dg
 
+from regression_pipelines.perf_check import PERF_CHECK_NAME
 from regression_pipelines.results import Invariant, invariants_from_metadata, metrics_from_metadata
 from regression_pipelines.running.summary import AreaOutcome, RunSummary
+
+
+def destructive_areas(defs: dg.Definitions) -> list[str]:
+    """Areas tagged destructive=true: never run unless named explicitly with --areas."""
+    return [
+        a.key.to_user_string() for a in _area_assets(defs) if a.tags_by_key.get(a.key, {}).get("destructive") == "true"
+    ]
+
+
+def attach_verdicts(defs: dg.Definitions, instance: dg.DagsterInstance, outcomes: list[AreaOutcome]) -> None:
+    """The same verdicts the regression sensor gives (one shared function), for each area that materialized."""
+    from regression_pipelines.evaluation import evaluate_asset
+    from regression_pipelines.perf_check import policies_for
+
+    graph = defs.resolve_asset_graph()
+    for outcome in outcomes:
+        if not outcome.metrics:
+            continue
+        evaluation = evaluate_asset(instance, outcome.area, policies=policies_for(graph, outcome.area))
+        if evaluation is None:
+            continue
+        outcome.verdicts = [
+            {
+                "metric": mv.metric.name,
+                "status": "regression" if mv.regressed else mv.verdict.status,
+                "verdict": mv.verdict.status,
+                "severity": mv.verdict.severity,
+                "change_pct": mv.verdict.change_pct,
+                "baseline": mv.verdict.baseline,
+                "latest": mv.verdict.latest,
+                "history_runs": mv.history_n,
+                "first_bad_run": mv.first_bad.label if mv.first_bad else None,
+                "summary": mv.describe(),
+            }
+            for mv in evaluation.metrics
+        ]
 
 
 def area_config_fields(defs: dg.Definitions) -> dict[str, list[str]]:
@@ -57,6 +94,8 @@ def _outcomes(result: dg.ExecuteInProcessResult, areas: list[str]) -> list[AreaO
         outcome.invariants = list(stored.values())
     for evaluation in result.get_asset_check_evaluations():
         outcome = outcomes.get(evaluation.asset_key.to_user_string())
+        if evaluation.check_name == PERF_CHECK_NAME:
+            continue  # a verdict, not an invariant: reported with the other verdicts
         if outcome is None or any(i.name == evaluation.check_name for i in outcome.invariants):
             continue
         detail = evaluation.metadata.get("detail")

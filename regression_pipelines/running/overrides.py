@@ -38,9 +38,10 @@ def to_run_config(per_area: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"ops": {area: {"config": dict(values)} for area, values in per_area.items()}}
 
 
-def parse_areas(raw: str | None, available: Sequence[str]) -> list[str]:
+def parse_areas(raw: str | None, available: Sequence[str], destructive: Sequence[str] = ()) -> list[str]:
+    """Named areas, or by default every area that kills, pauses or switches over nothing."""
     if not raw:
-        return list(available)
+        return [a for a in available if a not in destructive]
     areas = [a.strip() for a in raw.split(",") if a.strip()]
     unknown = [a for a in areas if a not in available]
     if unknown:

@@ -82,12 +82,14 @@ def render_table(summary: RunSummary) -> str:
             lines.append(f"   {metric.name:<{width}}  {_fmt(metric.value):>14}  {metric.unit}")
         for inv in outcome.invariants:
             lines.append(f"   [{'PASS' if inv.passed else 'FAIL'}] {inv.name}: {inv.detail}")
-        for verdict in outcome.verdicts:
-            if verdict.get("status") in ("regression", "improvement"):
-                lines.append(
-                    f"   [{verdict['status'].upper()}] {verdict['metric']}: {verdict.get('change_pct', 0):+.1f}% "
-                    f"vs baseline ({verdict.get('severity', '')})"
-                )
+        if outcome.verdicts:
+            counts: dict[str, int] = {}
+            for verdict in outcome.verdicts:
+                counts[verdict["verdict"]] = counts.get(verdict["verdict"], 0) + 1
+                if verdict["verdict"] in ("regression", "slo_breach", "improvement"):
+                    lines.append(f"   [{verdict['verdict'].upper()}] {verdict['summary']}")
+            tally = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+            lines.append(f"   vs baseline: {tally}")
     return "\n".join(lines)
 
 

@@ -27,7 +27,9 @@ def test_bad_overrides_name_the_problem(item: str, message: str) -> None:
         parse_overrides([item], FIELDS)
 
 
-def test_areas_default_to_all_and_unknown_is_named() -> None:
+def test_areas_default_to_all_non_destructive_and_unknown_is_named() -> None:
     assert parse_areas(None, list(FIELDS)) == list(FIELDS)
+    assert parse_areas(None, list(FIELDS), destructive=["ha_health"]) == ["cache_coherence"]
+    assert parse_areas("ha_health", list(FIELDS), destructive=["ha_health"]) == ["ha_health"]
     with pytest.raises(OverrideError, match="unknown cache"):
         parse_areas("cache", list(FIELDS))
