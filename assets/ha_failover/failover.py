@@ -43,7 +43,9 @@ class FailoverConfig:
     mode: Mode
     run_id: str
     output_dir: Path
-    pause_seconds: float = 20.0  # well past ttl 10 s: about ttl + loop_wait races (see recovery.py)
+    # Past ttl, so a replica is promoted while the leader is frozen. On Patroni < 3.0.3 with etcd3 the resumed
+    # old leader can overwrite the new leader key (patroni PR #2689): lost acknowledged writes, caught here.
+    pause_seconds: float = 20.0
     write_rate_hz: float = 20.0
     max_seconds: float = 120.0  # bound for every wait after the fault
     recovery_slo_s: float = 30.0

@@ -90,9 +90,9 @@ def wait_recovery(target: ClusterTarget, old_leader: str, timeout_s: float, poll
 def reinit_stranded_replicas(target: ClusterTarget, timeout_s: float = 90.0) -> list[str]:
     """Lab repair, never part of a measurement: reinitialize running replicas that cannot stream.
 
-    Measured on Patroni 3.0.2: a leader paused for about ttl+loop_wait can resume and take the leader key
-    back from a replica that had just promoted; that replica is demoted on a newer timeline, pg_rewind
-    reports "no rewind required", and it never streams again. Only POST /reinitialize brings it back.
+    Measured on Patroni 3.0.2 (etcd3): a leader paused past ttl resumes and can overwrite the leader key a
+    replica had just taken (fixed upstream in patroni PR #2689, 3.0.3). The new leader is demoted on a newer
+    timeline, pg_rewind reports "no rewind required", and it never streams again; POST /reinitialize fixes it.
     """
     state = cluster_state(target)
     if state.leader is None or state.healthy(len(target.members)):
