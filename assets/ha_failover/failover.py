@@ -26,7 +26,7 @@ from assets.ha_failover.ledger import (
 )
 from assets.ha_failover.monitor import ClusterMonitor, leader_timeline, split_brain_rounds
 from assets.ha_failover.observe import cluster_facts
-from assets.ha_failover.recovery import Recovery, cluster_state, wait_healthy, wait_recovery
+from assets.ha_failover.recovery import Recovery, cluster_state, wait_healthy, wait_recovery, wait_sync_standby
 from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
 
 AREA = "ha_failover"
@@ -81,6 +81,8 @@ def run_failover(
     if before is None or before.leader is None:
         raise FaultError("the cluster is not healthy (one leader, every replica streaming); injected nothing")
     obs = Observed(before.leader, before.timeline, cluster_facts(target))
+    if obs.facts.get("synchronous_mode") and not wait_sync_standby(target, timeout_s=min(30.0, config.max_seconds)):
+        raise FaultError("synchronous_mode is on but Patroni names no synchronous standby; injected nothing")
     table = ledger_table_name(config.run_id)
     create_ledger(target, table)
     max_ops = int(config.write_rate_hz * (config.max_seconds * 3 + config.baseline_s + config.tail_s + 60))

@@ -102,3 +102,18 @@ def reinit_stranded_replicas(target: ClusterTarget, timeout_s: float = 90.0) -> 
         target.rest(target.member(name), "/reinitialize", "POST", {"force": True}, timeout_s=10.0)
     wait_healthy(target, timeout_s)
     return stranded
+
+
+def wait_sync_standby(target: ClusterTarget, timeout_s: float, poll_s: float = 0.5) -> bool:
+    """In synchronous_mode, healthy also means Patroni has named a synchronous standby (GET /cluster)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for member in target.members:
+            status, cluster = target.rest(member, "/cluster")
+            if status == 200 and isinstance(cluster, dict):
+                if any(m.get("role") == "sync_standby" for m in cluster.get("members", [])):
+                    return True
+                break
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)

@@ -62,7 +62,13 @@ def set_synchronous(target: ClusterTarget, on: bool) -> None:
     for member in target.members:
         status, _ = target.rest(member, "/config", "PATCH", {"synchronous_mode": on}, timeout_s=5.0)
         if status == 200:
-            time.sleep(3)  # one or two HA loops to pick a synchronous standby
+            deadline = time.monotonic() + 30
+            while on and time.monotonic() < deadline:  # HA loops pick a synchronous standby
+                _, cluster = target.rest(member, "/cluster")
+                roles = [m.get("role") for m in (cluster or {}).get("members", [])] if isinstance(cluster, dict) else []
+                if "sync_standby" in roles:
+                    return
+                time.sleep(0.5)
             return
     raise SystemExit("could not PATCH /config on any member")
 
