@@ -123,13 +123,15 @@ def _run_with_ledger(
         obs.recovery = wait_recovery(target, obs.old_leader, timeout_s=config.max_seconds)
         time.sleep(config.tail_s)
     finally:
-        if injected and not healed:
-            injector.heal(config.mode, obs.old_leader)
-        writer.stop()
-        monitor.stop()
-        writer.join(timeout=15)
-        monitor.join(timeout=15)
-        obs.writer_end = time.time()
+        try:
+            if injected and not healed:
+                injector.heal(config.mode, obs.old_leader)  # first: a frozen leader must not stay frozen
+        finally:
+            writer.stop()
+            monitor.stop()
+            writer.join(timeout=15)
+            monitor.join(timeout=15)
+            obs.writer_end = time.time()
     try:
         if callable(tamper):
             tamper(target, table)
