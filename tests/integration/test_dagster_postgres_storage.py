@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from regression_pipelines.instance_storage import PG_URL_ENV
-from regression_pipelines.lab.settings import REPO_ROOT
+from regression_pipelines.lab.settings import REPO_ROOT, LabSettings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -119,7 +119,8 @@ def test_lab_server_is_refused_as_dagster_storage(tmp_path: Path, monkeypatch: p
     home.mkdir()
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv(PG_URL_ENV, "postgresql://regress:topsecret@127.0.0.1:15000/regress")
+    rw_port = LabSettings.from_env().haproxy_rw_port
+    monkeypatch.setenv(PG_URL_ENV, f"postgresql://regress:topsecret@127.0.0.1:{rw_port}/regress")
     with pytest.raises(Exception, match="lab server under test") as info:
         dg.DagsterInstance.get()
     assert "topsecret" not in str(info.value)
