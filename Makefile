@@ -48,8 +48,10 @@ lab-down:
 lab-status:
 	$(VENV)/bin/regress lab status
 
+# The demo also runs the destructive failover area (a Patroni switchover) because its target is the local lab.
 demo: lab-up
-	$(VENV)/bin/regress run
+	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover \
+	  --set ha_failover.allow_destructive=true --set ha_failover.mode=switchover
 
 test: lab-up
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -14,10 +14,10 @@ from assets.ha_failover.failover import FAILOVER_INVARIANTS, FailoverConfig, run
 from assets.ha_failover.faults import Mode, choose_injector, parse_mode
 from assets.ha_failover.guard import LAB_TARGET, require_destructive_opt_in
 from assets.ha_failover.health import HEALTH_INVARIANTS, HealthConfig, run_health
-from regression_pipelines.area_glue import invariant_check_specs, to_materialize_result
+from regression_pipelines.area_glue import invariant_check_specs, performance_check, to_materialize_result
 from resources.patroni import PatroniResource
 
-GROUP = "ha_failover"
+GROUP = "areas"
 HEALTH_KEY = "ha_health"
 FAILOVER_KEY = "ha_failover"
 
@@ -28,6 +28,8 @@ FAILOVER_KEY = "ha_failover"
     check_specs=invariant_check_specs(HEALTH_KEY, HEALTH_INVARIANTS),
     description="Patroni health: one leader (REST and SQL agree), replicas streaming, lag, timeline, "
     "HAProxy routing. Non-destructive, safe to run hourly.",
+    kinds={"postgres", "patroni"},
+    tags={"destructive": "false"},
 )
 def ha_health(patroni: PatroniResource) -> dg.MaterializeResult:
     target = patroni.checked_target()
@@ -65,6 +67,8 @@ class HaFailoverConfig(dg.Config):
     check_specs=invariant_check_specs(FAILOVER_KEY, FAILOVER_INVARIANTS),
     description="DESTRUCTIVE, opt-in: injects one real fault on the Patroni leader while a ledger writer "
     "runs through HAProxy; measures outage, time to leader, lost/phantom writes, split brain, rejoin.",
+    kinds={"postgres", "patroni"},
+    tags={"destructive": "true"},
 )
 def ha_failover(
     context: dg.AssetExecutionContext, config: HaFailoverConfig, patroni: PatroniResource
@@ -95,4 +99,12 @@ def ha_failover(
 
 
 ASSETS = [ha_health, ha_failover]
-ASSET_CHECKS: list[dg.AssetChecksDefinition] = []
+# Static bounds next to the learned baselines: an outage over 30 s or any lost acknowledged write is a
+# breach on its own, whatever the history says.
+ASSET_CHECKS = [
+    performance_check(HEALTH_KEY),
+    performance_check(
+        FAILOVER_KEY,
+        {"failover.outage_s": {"upper_bound": 30.0}, "failover.lost_acknowledged": {"upper_bound": 0.0}},
+    ),
+]

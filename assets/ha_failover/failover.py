@@ -260,6 +260,12 @@ def judge(
         "write_rate_hz": config.write_rate_hz,
         "history_jsonl": str(obs.history_path),
     }
+    comparable_on: dict[str, str | int | float | bool] = {
+        "mode": config.mode.value,
+        "synchronous_mode": bool(obs.facts.get("synchronous_mode", False)),
+        "write_rate_hz": config.write_rate_hz,
+    }
     if config.mode is Mode.PAUSE:
         environment["pause_seconds"] = config.pause_seconds
-    return ScenarioResult(AREA, metrics, invariants, environment)
+        comparable_on["pause_seconds"] = config.pause_seconds
+    return ScenarioResult(AREA, metrics, invariants, environment, comparable_on)

@@ -165,7 +165,8 @@ def evaluate_health(obs: HealthObservation, config: HealthConfig) -> ScenarioRes
     if ro_ok:
         metrics.append(Metric("health.ro_route_latency_s", max(ro_ok), "s"))
     invariants = [_single_leader(obs), _streaming(obs), _lag(obs, config), _routing(obs)]
-    return ScenarioResult(AREA, metrics, invariants, dict(obs.environment))
+    comparable_on = {"synchronous_mode": bool(obs.environment.get("synchronous_mode", False))}
+    return ScenarioResult(AREA, metrics, invariants, dict(obs.environment), comparable_on)
 
 
 def run_health(target: ClusterTarget, config: HealthConfig) -> ScenarioResult:
