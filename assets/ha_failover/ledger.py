@@ -64,8 +64,21 @@ def create_ledger(target: ClusterTarget, table: str) -> None:
         )
 
 
+def _connect_rw(target: ClusterTarget, timeout_s: float = 20.0, statement_timeout_ms: int = 3000) -> psycopg.Connection:
+    """Connect through HAProxy rw, retrying briefly: right after a healed fault HAProxy may still hold the
+    primary DOWN for a couple of checks (rise 2) even though Patroni already reports it healthy."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return target.connect(target.rw_port, statement_timeout_ms=statement_timeout_ms)
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
+
+
 def read_ledger(target: ClusterTarget, table: str) -> list[Row]:
-    with target.connect(target.rw_port, statement_timeout_ms=10000) as conn:
+    with _connect_rw(target, statement_timeout_ms=10000) as conn:
         cur = conn.execute(
             sql.SQL("SELECT id, extract(epoch FROM written_at)::float8, server_port FROM {} ORDER BY id").format(
                 sql.Identifier(table)
@@ -75,7 +88,7 @@ def read_ledger(target: ClusterTarget, table: str) -> list[Row]:
 
 
 def drop_ledger(target: ClusterTarget, table: str) -> None:
-    with target.connect(target.rw_port) as conn:
+    with _connect_rw(target) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 
