@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 APT_PACKAGES := postgresql-15 patroni etcd-server etcd-client haproxy redis-server rabbitmq-server \
-                prometheus-alertmanager python3-venv python3-pip
+                prometheus-alertmanager python3-venv python3-pip iproute2
 UV_VERSION := 0.9.30
 TOOLS := $(CURDIR)/.tools
 UV := $(TOOLS)/bin/uv
