@@ -37,7 +37,7 @@ venv: uv
 	$(UV) sync --frozen --all-groups --python python3.11
 
 setup: apt venv
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@$(VENV)/bin/python -c "from regression_pipelines.instance_home import ensure_dagster_home; ensure_dagster_home()"
 
 lab-up: setup
 	$(VENV)/bin/regress lab up

@@ -14,7 +14,17 @@ def ensure_dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    os.environ["DAGSTER_HOME"] = str(home)
     if not config.exists():
         shutil.copyfile(REPO_ROOT / "dagster.yaml", config)
-    os.environ["DAGSTER_HOME"] = str(home)
+        _create_storage()
     return home
+
+
+def _create_storage() -> None:
+    """Create the storage schema once, up front: a `dagster dev` and a `regress run` starting together on a
+    brand-new SQLite home otherwise race to create the same tables ("table jobs already exists")."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get():
+        pass
