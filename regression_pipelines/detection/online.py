@@ -8,7 +8,8 @@ compared with the level before it. The runs under test are the last w runs (w = 
   spike (of any size) never is;
 * slow rule (w >= 3): the winsorised mean shift over the window, widened for lag-1 autocorrelation, beyond
   a threshold that falls with w (short windows only for large steps, long ones for ~2 sigma steps), with
-  the newest run itself on the bad side of the baseline.
+  the newest run itself on the bad side of the baseline and the newest half of the window averaging
+  >= RECENT_MIN_Z sigmas there (a 3-run excursion that has reverted must not keep a long window flagged).
 
 Thresholds are Student-t quantiles of the nominal z, so a short baseline (uncertain scale) needs more.
 Both rules also need the window's median to differ from the baseline median by `min_change_pct`.
@@ -43,6 +44,7 @@ SLOW_Z = (5.0, 4.6, 4.3, 4.0, 3.8, 3.7, 3.7, 3.7)
 MAX_WINDOW = 2 + len(SLOW_Z)
 LATEST_MIN_Z = 0.0
 Z_CLIP = 3.5
+RECENT_MIN_Z = 1.0  # the newest half of a slow-rule window must average this many sigmas on the bad side
 MAX_AUTOCORR = 0.7
 
 
@@ -69,8 +71,18 @@ def _baseline_bounds(cps: list[ChangePoint], n: int, policy: MetricPolicy) -> tu
     return start, end
 
 
-def _widening(x: NDArray[np.float64], cps: list[ChangePoint], min_segment: int) -> float:
-    """sqrt((1+r)/(1-r)): how much autocorrelation inflates the sd of a window mean.
+def _widen_for_window(r: float, w: int) -> float:
+    """How much lag-1 autocorrelation r inflates the sd of a w-run mean.
+
+    Under AR(1), var(sum of w runs) / w = 1 + 2 sum_{k<w} (1 - k/w) r^k. The asymptotic (1+r)/(1-r) used
+    before is reached only for long windows and over-widened the 3..10-run windows (r = 0.3, w = 8: 1.36
+    instead of 1.31), i.e. cost detection on autocorrelated series (benchmarks/detection/NOTES.md).
+    """
+    return float(np.sqrt(1.0 + 2.0 * sum((1.0 - k / w) * r**k for k in range(1, w))))
+
+
+def _autocorr(x: NDArray[np.float64], cps: list[ChangePoint], min_segment: int) -> float:
+    """The lag-1 autocorrelation r used to widen the window tests (clipped to [0, MAX_AUTOCORR]).
 
     r is the lag-1 autocorrelation of the spike-suppressed residuals around the segment means of the
     lookback minus the runs under test (a fresh, not yet segmented step there would look like
@@ -81,8 +93,7 @@ def _widening(x: NDArray[np.float64], cps: list[ChangePoint], min_segment: int) 
     bounds = [0, *(cp.index for cp in cps if min_segment <= cp.index <= len(x) - min_segment), len(x)]
     resid = np.concatenate([clean[a:b] - clean[a:b].mean() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     r = lag1_autocorr(resid)
-    r = min(max(r + (1.0 + 3.0 * r) / len(x), 0.0), MAX_AUTOCORR)
-    return float(np.sqrt((1.0 + r) / (1.0 - r)))
+    return min(max(r + (1.0 + 3.0 * r) / len(x), 0.0), MAX_AUTOCORR)
 
 
 def _t_quantile(z: float, nb: int) -> float:
@@ -91,7 +102,7 @@ def _t_quantile(z: float, nb: int) -> float:
 
 
 def _window_test(
-    base: NDArray[np.float64], tail: NDArray[np.float64], widen: float, policy: MetricPolicy
+    base: NDArray[np.float64], tail: NDArray[np.float64], r: float, policy: MetricPolicy
 ) -> tuple[float, float] | None:
     """(direction, statistic) when the tail is off the baseline, else None."""
     w, nb = len(tail), len(base)
@@ -99,6 +110,7 @@ def _window_test(
     if abs(median(tail) - med) < policy.min_change_pct / 100.0 * abs(med):
         return None
     center, scale = clean_location_scale(base)
+    widen = _widen_for_window(r, w)
     for direction in (1.0, -1.0):
         z = direction * (tail - center) / scale
         if w == 2:
@@ -107,12 +119,13 @@ def _window_test(
             continue
         zc = np.clip(z, -Z_CLIP, Z_CLIP)  # one spike in the window cannot carry it
         stat = float(zc.sum() / np.sqrt(w) / widen / np.sqrt(1.0 + w / nb))
-        if stat >= _t_quantile(SLOW_Z[w - 3], nb) and zc[-1] >= LATEST_MIN_Z:
+        recent = float(zc[w // 2 :].mean())  # a reverted excursion leaves its weight in the older half
+        if stat >= _t_quantile(SLOW_Z[w - 3], nb) and zc[-1] >= LATEST_MIN_Z and recent >= RECENT_MIN_Z:
             return direction, stat
     return None
 
 
-def _scan_windows(x: NDArray[np.float64], start: int, end: int, widen: float, policy: MetricPolicy) -> _Hit | None:
+def _scan_windows(x: NDArray[np.float64], start: int, end: int, r: float, policy: MetricPolicy) -> _Hit | None:
     """The shortest window of newest runs that is off its baseline."""
     n = len(x)
     for w in range(2, MAX_WINDOW + 1):
@@ -120,7 +133,7 @@ def _scan_windows(x: NDArray[np.float64], start: int, end: int, widen: float, po
         b_start = max(start, b_end - MAX_BASELINE)
         if b_end - b_start < MIN_BASELINE:
             return None
-        found = _window_test(x[b_start:b_end], x[n - w :], widen, policy)
+        found = _window_test(x[b_start:b_end], x[n - w :], r, policy)
         if found is not None:
             return _Hit(found[0], w, found[1], b_start, b_end)
     return None
@@ -190,7 +203,7 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
 
     cps = find_change_points(x, policy)
     start, end = _baseline_bounds(cps, n, policy)
-    hit = _scan_windows(x, start, end, _widening(x, cps, policy.min_segment), policy)
+    hit = _scan_windows(x, start, end, _autocorr(x, cps, policy.min_segment), policy)
     if hit is None:
         b_end = min(end, n - 1)
         base = x[max(start, b_end - MAX_BASELINE) : b_end]

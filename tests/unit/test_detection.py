@@ -156,3 +156,13 @@ def test_zero_baseline_reports_a_bounded_percentage() -> None:
 def test_constant_history_is_ok() -> None:
     assert evaluate_latest([5.0] * 30, LOWER).status == "ok"
     assert find_change_points([5.0] * 30, LOWER) == []
+
+
+@pytest.mark.parametrize("r", [0.0, 0.3, 0.7])
+def test_window_widening_is_the_exact_ar1_variance_of_a_window_sum(r: float) -> None:
+    from regression_pipelines.detection.online import _widen_for_window
+
+    for w in (3, 8, 10):
+        cov = r ** np.abs(np.subtract.outer(np.arange(w), np.arange(w)))  # AR(1) correlation matrix
+        assert _widen_for_window(r, w) == pytest.approx(np.sqrt(cov.sum() / w))
+        assert _widen_for_window(r, w) <= np.sqrt((1 + r) / (1 - r)) + 1e-12  # never wider than asymptotic
