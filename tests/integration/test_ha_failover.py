@@ -1,7 +1,8 @@
 """ha_failover against the real lab: every mode runs, figures are recorded, the lab is left healthy.
 
-Failing twins: an orphaned old primary accepting a direct write is caught by the split-brain probe, and a
-deleted acknowledged row fails the lost-writes check. Refusals touch nothing.
+Failing twins: an orphaned old primary accepting a direct write is caught by the split-brain probe, a
+deleted acknowledged row fails the lost-writes check, a row no client sent fails the phantom check, and a
+real outage longer than the SLO fails the recovery check. Refusals touch nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import pytest
 from assets.ha_failover import ha_failover
 from assets.ha_failover.failover import (
     FAILOVER_INVARIANTS,
+    NO_PHANTOMS,
     NO_TWO_WRITABLE,
+    RECOVERY_SLO,
     ZERO_LOST,
     FailoverConfig,
     run_failover,
@@ -138,6 +141,35 @@ def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, 
     lost = result.invariant(ZERO_LOST)
     assert not lost.passed and lost.facts["lost"] == 1
     assert result.metric("failover.lost_acknowledged").value == 1
+    healthy_leader(resource)
+
+
+def test_row_never_acknowledged_fails_the_phantom_check(lab: LabSettings, tmp_path: Path) -> None:
+    resource = PatroniResource.for_lab(lab)
+    healthy_leader(resource)
+    target = resource.checked_target()
+
+    def insert_unacknowledged(target, table: str) -> None:  # noqa: ANN001 - test hook
+        with target.connect(target.rw_port) as conn:  # a write no client ever sent: a phantom
+            conn.execute(f"INSERT INTO {table} (id) VALUES (987654321)")
+
+    config = FailoverConfig(mode=Mode.SWITCHOVER, run_id=uuid.uuid4().hex, output_dir=tmp_path)
+    result = run_failover(target, config, PatroniRestInjector(target), tamper=insert_unacknowledged)
+    assert not result.invariant(NO_PHANTOMS).passed
+    assert result.metric("failover.phantom_writes").value == 1
+    assert result.invariant(ZERO_LOST).passed
+    healthy_leader(resource)
+
+
+def test_outage_longer_than_the_slo_fails_the_recovery_check(lab: LabSettings, tmp_path: Path) -> None:
+    resource = PatroniResource.for_lab(lab)
+    healthy_leader(resource)
+    target = resource.checked_target()
+    # A real switchover interrupts writes for about 2 s; an SLO of 0.2 s must be breached.
+    config = FailoverConfig(mode=Mode.SWITCHOVER, run_id=uuid.uuid4().hex, output_dir=tmp_path, recovery_slo_s=0.2)
+    result = run_failover(target, config, PatroniRestInjector(target))
+    slo = result.invariant(RECOVERY_SLO)
+    assert not slo.passed and result.metric("failover.outage_s").value > 0.2, slo.detail
     healthy_leader(resource)
 
 
