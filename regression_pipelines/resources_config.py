@@ -23,6 +23,11 @@ def apply_lab_defaults() -> None:
     os.environ.setdefault("REGRESS_RABBITMQ_PORT", "5672")
 
 
+def _optional_secret(name: str) -> dg.EnvVar | str:
+    """A secret read through EnvVar when set (the UI then shows only its name); no password otherwise."""
+    return dg.EnvVar(name) if os.environ.get(name) else ""
+
+
 def build_resources() -> dict[str, object]:
     apply_lab_defaults()
     env = os.environ.get
@@ -37,7 +42,7 @@ def build_resources() -> dict[str, object]:
         "redis": RedisResource(
             host=env("REGRESS_REDIS_HOST", "127.0.0.1"),
             port=dg.EnvVar.int("REGRESS_REDIS_PORT"),
-            password=env("REGRESS_REDIS_PASSWORD", "") and dg.EnvVar("REGRESS_REDIS_PASSWORD") or "",
+            password=_optional_secret("REGRESS_REDIS_PASSWORD"),
         ),
         "rabbitmq": RabbitMQResource(
             host=env("REGRESS_RABBITMQ_HOST", "127.0.0.1"),

@@ -5,6 +5,7 @@ Plain Python (no Dagster): takes a connection factory and a Redis client, return
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -61,9 +62,15 @@ class _Budget:
             return True
 
 
-def _key_weights(keys: int) -> list[float]:
-    """Zipf-like skew: a few hot keys get most traffic, so reads and writes really collide."""
-    return [1.0 / (rank + 1) ** 0.9 for rank in range(keys)]
+def _key_picker(keys: int, seed: int) -> Callable[[], int]:
+    """Zipf-like skew: a few hot keys get most traffic, so reads and writes really collide.
+
+    Cumulative weights are computed once: `random.choices` would otherwise redo it on every operation.
+    """
+    rng = random.Random(seed)
+    population = range(keys)
+    cum_weights = list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(keys)))
+    return lambda: rng.choices(population, cum_weights=cum_weights)[0]
 
 
 def _reader(
@@ -74,12 +81,10 @@ def _reader(
     stats: ModeStats,
     seed: int,
 ) -> None:
-    rng = random.Random(seed)
-    weights = _key_weights(table.config.keys)
-    population = range(table.config.keys)
+    pick_key = _key_picker(table.config.keys, seed)
     with connect() as conn:
         while budget.take():
-            key = rng.choices(population, weights)[0]
+            key = pick_key()
             started = time.monotonic()
             expected = log.latest(key)
             t0 = time.perf_counter()
@@ -110,13 +115,11 @@ def _writer(
     interval_s: float,
     seed: int,
 ) -> None:
-    rng = random.Random(seed)
-    weights = _key_weights(table.config.keys)
-    population = range(table.config.keys)
+    pick_key = _key_picker(table.config.keys, seed)
     next_at = time.monotonic()
     with connect() as conn:
         while budget.take():
-            key = rng.choices(population, weights)[0]
+            key = pick_key()
             version, value, committed_at = table.db_write(conn, key)
             log.record(key, version, committed_at)
             table.after_write(mode, key, version, value)
