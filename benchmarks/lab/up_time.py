@@ -1,7 +1,8 @@
 """Lab start-up time from nothing: median of N `regress lab up` runs, each after `down --purge`.
 
 Run: .venv/bin/python -m benchmarks.lab.up_time [--runs 3] [--offset 600]
-Uses its own lab folder and port offset so the main lab is untouched; removes it at the end.
+Uses its own lab folder and port offset so the main lab is untouched; removes it at the end. The lab starts
+its own RabbitMQ, as by default; export REGRESS_LAB_RABBITMQ_REUSE=host:port to time it with an outside broker.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from regression_pipelines.lab.settings import LabSettings
 
 def cmd_up(args: argparse.Namespace) -> int:
     try:
-        lifecycle.up(LabSettings.from_env())
-    except LabError as exc:
+        lifecycle.up(LabSettings.from_env(), names=args.services or None)
+    except (LabError, ValueError) as exc:  # ValueError: a malformed REGRESS_LAB_* setting
         print(f"regress lab up: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -23,7 +23,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     try:
         return lifecycle.down(LabSettings.from_env(), purge=args.purge)
-    except LabError as exc:
+    except (LabError, ValueError) as exc:
         print(f"regress lab down: {exc}", file=sys.stderr)
         return 1
 
@@ -34,18 +34,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(lifecycle.format_table(rows))
-    return 0 if all(r["healthy"] for r in rows) else 1
+    return 0 if lifecycle.healthy(rows) else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `lab` with up/down/status to the `regress` parser."""
     lab = subparsers.add_parser("lab", help="start, stop and check the local service lab")
     sub = lab.add_subparsers(dest="lab_command", required=True)
-    sub.add_parser("up", help="start every lab service and wait until usable").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="start the lab's services (and what they need) and wait until usable")
+    up.add_argument("services", nargs="*", metavar="SERVICE", help="only these, e.g. rabbitmq (default: all)")
+    up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop what the lab started")
     down.add_argument("--purge", action="store_true", help="also delete the lab dir's data")
     down.set_defaults(func=cmd_down)
-    status = sub.add_parser("status", help="health of each lab service; exit 1 if any is unhealthy")
+    status = sub.add_parser("status", help="health of each lab service; exit 1 if one is unhealthy")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 

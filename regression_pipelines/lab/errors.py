@@ -17,3 +17,7 @@ class MissingBinaryError(LabError):
 
 class LabNotRunningError(LabError, FileNotFoundError):
     """There is no lab state: `regress lab up` has not run for this lab dir."""
+
+
+class NotLabOwnedError(LabError):
+    """A destructive action (restart, kill) was asked of a server the lab did not start; nothing was touched."""

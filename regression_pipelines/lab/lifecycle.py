@@ -1,5 +1,6 @@
-"""`up`, `down` and `status` of the whole lab: decide what to (re)start, start it in parallel, wait until
-each service is really usable, and stop only what the lab itself started."""
+"""`up`, `down` and `status` of the lab, for whatever services the registry holds: decide what to keep or
+(re)start, start each service once its dependencies are ready (in parallel otherwise), wait until it is
+really usable, and stop only what the lab itself started, dependents first."""
 
 from __future__ import annotations
 
@@ -11,240 +12,163 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from regression_pipelines.lab import health, services
 from regression_pipelines.lab.binaries import check_binaries
 from regression_pipelines.lab.errors import LabError
-from regression_pipelines.lab.patroni_members import postmaster_pid
-from regression_pipelines.lab.ports import claims, ensure_free
+from regression_pipelines.lab.ports import claims, ensure_free, env_var
 from regression_pipelines.lab.procs import is_alive, stop
+from regression_pipelines.lab.service import LabService, Outside
+from regression_pipelines.lab.services import all_services, dependents, owner_of, selected
 from regression_pipelines.lab.settings import REPO_ROOT, LabSettings
-from regression_pipelines.lab.state import (
-    forget_service,
-    read_state,
-    record_service,
-    service_alive,
-    state_path,
-)
+from regression_pipelines.lab.state import forget_service, read_state, record_service, service_alive, state_path
 
-DEFAULT_RABBITMQ_PORT = 5672
 POLL = 0.1
+KEEP_GRACE = 3.0  # a running process gets this long to answer before `up` restarts it
+OUTSIDE_GRACE = 5.0  # an outside server must answer this fast: it is supposed to be up already
 
 
 @dataclass
 class Timing:
     service: str
-    action: str  # started | kept | reused
+    action: str  # started | kept | reused | skipped
     seconds: float
     detail: str = ""
 
 
-def member_services(s: LabSettings) -> list[str]:
-    return [f"patroni-{m}" for m in s.patroni_members]
+def _lab_entry(state: dict[str, Any], process: str) -> dict[str, Any] | None:
+    entry = state.get(process)
+    return entry if entry and entry.get("started_by_lab") else None
 
 
-def lab_services(s: LabSettings, rabbit_by_lab: bool) -> list[str]:
-    names = ["postgres", "etcd", *member_services(s), "haproxy", "redis", "alertmanager"]
-    return names + (["epmd", "rabbitmq"] if rabbit_by_lab else [])
-
-
-def quick_probe(s: LabSettings, service: str) -> health.Probe:
-    """Is a running lab service answering? (Cluster-wide readiness is checked later by `up`.)"""
-    if service == "postgres":
-        return health.postgres_ok(s)
-    if service == "etcd":
-        return health.etcd_ok(s)
-    if service.startswith("patroni-"):
-        idx = s.patroni_members.index(service.removeprefix("patroni-"))
-        doc = health.patroni_member(s, idx)
-        return doc is not None, f"{doc.get('role')} {doc.get('state')}" if doc else "REST API not answering"
-    if service == "haproxy":
-        return health.port_open(s.haproxy_stats_port)
-    if service == "redis":
-        return health.redis_ok(s)
-    if service == "alertmanager":
-        return health.alertmanager_ok(s)
-    if service == "epmd":
-        return health.port_open(s.rabbitmq_epmd_port)
-    if service == "rabbitmq":
-        return health.amqp_ok(s.rabbitmq_port, s.rabbitmq_user, s.rabbitmq_password)
-    raise ValueError(service)
-
-
-def _probe_with_grace(s: LabSettings, service: str, grace: float) -> bool:
+def _answers_within(s: LabSettings, svc: LabService, process: str, grace: float) -> bool:
     deadline = time.monotonic() + grace
-    while True:
-        if quick_probe(s, service)[0]:
-            return True
+    while not svc.probe(s, process)[0]:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.2)
+    return True
 
 
-def wait_for(
-    what: str, probe: Callable[[], health.Probe], timeout: float, pid: int | None = None, log: str = ""
-) -> str:
-    """Poll `probe` until ok; fail fast if the process we started died. Returns the probe's detail."""
+def wait_ready(s: LabSettings, svc: LabService, pids: dict[str, int], timeout: float) -> str:
+    """Poll `svc.ready` until it passes; fail fast if a process just started died. Returns its detail."""
     deadline = time.monotonic() + timeout
-    detail = ""
-    while time.monotonic() < deadline:
-        ok, detail = probe()
+    while True:
+        for process, pid in pids.items():  # first: a server that died must not pass on someone else's answer
+            if not is_alive(pid):
+                raise LabError(f"{process} (pid {pid}) exited during start-up; see the logs in {svc.folder(s)}")
+        ok, detail = svc.ready(s)
         if ok:
             return detail
-        if pid is not None and not is_alive(pid):
-            raise LabError(f"{what} (pid {pid}) exited during start-up; see {log}")
+        if time.monotonic() >= deadline:
+            raise LabError(f"{svc.name} not ready after {timeout:.0f}s ({detail}); see the logs in {svc.folder(s)}")
         time.sleep(POLL)
-    raise LabError(f"{what} not ready after {timeout:.0f}s ({detail}); see {log}")
 
 
 # --- up --------------------------------------------------------------------------------------------------
 
 
-def _rabbit_by_lab(s: LabSettings, state: dict[str, Any]) -> bool:
-    entry = state["services"].get("rabbitmq")
-    if entry and entry.get("started_by_lab") and service_alive(entry):
-        return True
-    if s.rabbitmq_reuse_default:
-        ok, _ = health.amqp_ok(DEFAULT_RABBITMQ_PORT, "guest", "guest")
-        if ok:
-            return False
-    return True
+def processes_to_start(s: LabSettings, services: list[LabService]) -> set[str]:
+    """Processes of these services that are not running and answering (the rest is kept); changes nothing."""
+    state = read_state(s)["services"]
+    wanted = [(svc, p) for svc in services if svc.outside(s) is None for p in svc.processes(s)]
+    alive = [(svc, p) for svc, p in wanted if service_alive(_lab_entry(state, p))]
+    with ThreadPoolExecutor(max_workers=max(1, len(alive))) as pool:
+        answers = list(pool.map(lambda sp: _answers_within(s, sp[0], sp[1], KEEP_GRACE), alive))
+    keep = {p for (_, p), ok in zip(alive, answers, strict=True) if ok}
+    return {p for _, p in wanted} - keep
 
 
-def plan(s: LabSettings) -> tuple[bool, set[str], set[str]]:
-    """(rabbitmq started by lab?, services to keep, services to start). Stops nothing, starts nothing."""
-    state = read_state(s)
-    rabbit_by_lab = _rabbit_by_lab(s, state)
-    names = lab_services(s, rabbit_by_lab)
-    alive = [n for n in names if (e := state["services"].get(n)) and e.get("started_by_lab") and service_alive(e)]
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        healthy = dict(zip(alive, pool.map(lambda n: _probe_with_grace(s, n, 3.0), alive), strict=True))
-    keep = {n for n, ok in healthy.items() if ok}
-    return rabbit_by_lab, keep, set(names) - keep
+def _stop_strays(s: LabSettings, services: list[LabService], whole_lab: bool) -> None:
+    """Stop lab-started processes the lab no longer runs: those of a service now used from outside and, on
+    a whole-lab `up`, those nothing needs any more (e.g. the epmd of a broker that is now reused)."""
+    state = read_state(s)["services"]
+    runs = {p for svc in services if svc.outside(s) is None for p in svc.processes(s)}
+    for svc in all_services() if whole_lab else services:
+        for process in svc.processes(s):
+            entry = _lab_entry(state, process)
+            if process not in runs and entry and service_alive(entry):
+                stop(entry["pid"], entry.get("start_time"), sig=svc.stop_signal, timeout=svc.stop_timeout)
+                forget_service(s, process)
 
 
 def _check_ports(s: LabSettings, to_start: set[str]) -> None:
-    state = read_state(s)
+    """Every port of a process about to start must be free, unless the lab's own processes hold it."""
+    state = read_state(s)["services"]
     ours: set[int] = set()
-    for entry in state["services"].values():
-        if entry.get("started_by_lab") and service_alive(entry):  # unhealthy: we stop it before restarting
+    for entry in state.values():
+        if entry.get("started_by_lab") and service_alive(entry):  # unhealthy: stopped before it restarts
             ours.update(int(p) for p in entry.get("ports", {}).values())
-    for i, member in enumerate(s.patroni_members):  # an orphaned postmaster of our own member
-        if postmaster_pid(s, member):
-            ours.add(s.patroni_pg_ports[i])
+    ours.update(port for svc in all_services() for left in svc.leftovers(s) for port in left.ports)
     ensure_free([c for c in claims(s) if c.service in to_start and c.port not in ours])
 
 
-def up(s: LabSettings, out: Callable[[str], None] = print, timeout: float = 60.0) -> list[Timing]:
-    """Bring every lab service up and wait until it is usable; idempotent. Returns per-service timings."""
+def _use_outside(s: LabSettings, svc: LabService, outside: Outside) -> str:
+    """Check the outside server answers and record it as reused (never as started by the lab)."""
+    deadline = time.monotonic() + OUTSIDE_GRACE
+    while not (probe := svc.ready(s))[0]:
+        if time.monotonic() >= deadline:
+            setting = env_var(outside.setting)
+            raise LabError(
+                f"{svc.name}: the outside server {outside.address} set by {setting} does not answer "
+                f"({probe[1]}); start it, or unset {setting} so the lab starts its own"
+            )
+        time.sleep(0.2)
+    record_service(
+        s, svc.name, pid=None, ports={"port": outside.port}, started_by_lab=False, mode="reused",
+        host=outside.host, setting=env_var(outside.setting),
+    )  # fmt: skip
+    return f"{probe[1]} at {outside.address} ({env_var(outside.setting)})"
+
+
+def up(
+    s: LabSettings, names: list[str] | None = None, out: Callable[[str], None] = print, timeout: float = 60.0
+) -> list[Timing]:
+    """Bring the named services (default: the whole lab) and what they need up, and wait until usable.
+
+    Idempotent: a running service that answers is kept. Returns per-service timings.
+    """
     t0 = time.monotonic()
-    rabbit_by_lab, keep, to_start = plan(s)
-    check_binaries(["postgres", "patroni", "haproxy", "redis", "alertmanager", *(["rabbitmq"] * rabbit_by_lab)])
+    chosen = selected(s, names)
+    skipped = {svc.name: reason for svc in chosen if svc.optional and not (reason := svc.available())[0]}
+    services = [svc for svc in chosen if svc.name not in skipped]
+    check_binaries(svc for svc in services if svc.outside(s) is None)
+    _stop_strays(s, services, whole_lab=names is None)
+    to_start = processes_to_start(s, services)
     _check_ports(s, to_start)
     s.lab_dir.mkdir(parents=True, exist_ok=True)
-    state = read_state(s)
-    for name in to_start:  # alive but unhealthy: restart it
-        entry = state["services"].get(name)
-        if entry and entry.get("started_by_lab") and service_alive(entry):
-            stop(entry["pid"], entry.get("start_time"))
+    state = read_state(s)["services"]
+    for svc in services:  # alive but not answering: restart it
+        for process in svc.processes(s):
+            entry = _lab_entry(state, process)
+            if process in to_start and entry and service_alive(entry):
+                stop(entry["pid"], entry.get("start_time"), sig=svc.stop_signal, timeout=svc.stop_timeout)
 
     def elapsed() -> float:
         return time.monotonic() - t0
 
-    def action(name: str) -> str:
-        return "kept" if name in keep else "started"
+    futures: dict[str, Future[Timing]] = {}
 
-    def run_postgres() -> Timing:
-        pid = None
-        if "postgres" in to_start:
-            pid = services.start_postgres(s)
-            base = services.postgres_dir(s)
+    def bring_up(svc: LabService) -> Timing:
+        for dep in svc.depends_on:
+            if dep in futures and futures[dep].exception() is not None:
+                raise LabError(f"{svc.name} not started: {dep} did not come up")
+        if (outside := svc.outside(s)) is not None:
+            return Timing(svc.name, "reused", elapsed(), _use_outside(s, svc, outside))
+        pids = {p: svc.start(s, p) for p in svc.processes(s) if p in to_start}
+        detail = wait_ready(s, svc, pids, timeout)
+        return Timing(svc.name, "started" if pids else "kept", elapsed(), detail)
 
-            def admin() -> health.Probe:
-                try:
-                    services.ensure_regress_role(str(base), s.postgres_port, None, s)
-                    return True, "role ok"
-                except Exception as exc:
-                    return False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-            wait_for("postgres", admin, timeout, pid, str(base / "postgres.log"))
-        detail = wait_for("postgres", lambda: health.postgres_ok(s), timeout, pid)
-        return Timing("postgres", action("postgres"), elapsed(), detail)
-
-    def run_patroni() -> Timing:
-        log_dir = s.lab_dir / "patroni"
-        etcd_pid = services.start_etcd(s) if "etcd" in to_start else None
-        wait_for("etcd", lambda: health.etcd_ok(s), timeout, etcd_pid, str(s.lab_dir / "etcd" / "etcd.log"))
-        pids = {}
-        for i, name in enumerate(member_services(s)):
-            if name in to_start:
-                pids[name] = services.start_patroni_member(s, i)
-
-        def cluster() -> health.Probe:
-            for name, pid in pids.items():
-                if not is_alive(pid):
-                    raise LabError(f"{name} (pid {pid}) exited; see {log_dir}/{name[8:]}/patroni.log")
-            return health.patroni_cluster_ok(s)
-
-        detail = wait_for("patroni cluster", cluster, timeout, None, str(log_dir))
-        leader = health.patroni_leader_index(s)
-        if leader is None:
-            raise LabError("patroni lost its leader right after start-up")
-
-        def role() -> health.Probe:
-            try:
-                port = s.patroni_pg_ports[leader]
-                services.ensure_regress_role("127.0.0.1", port, s.patroni_superuser_password, s)
-                health.pg_query(port, s.postgres_user, s.postgres_password, s.postgres_db, "SELECT 1")
-                return True, "role ok"
-            except Exception as exc:
-                return False, type(exc).__name__
-
-        wait_for("patroni regress role", role, 15.0)
-        started = any(n in to_start for n in ["etcd", *member_services(s)])
-        return Timing("patroni", "started" if started else "kept", elapsed(), detail)
-
-    def run_haproxy(patroni: Future[Timing]) -> Timing:
-        pid = services.start_haproxy(s) if "haproxy" in to_start else None
-        patroni.result()
-        log = str(s.lab_dir / "haproxy" / "haproxy.log")
-        detail = wait_for("haproxy", lambda: health.haproxy_ok(s), timeout, pid, log)
-        return Timing("haproxy", action("haproxy"), elapsed(), detail)
-
-    def run_simple(name: str, start: Callable[[LabSettings], int], probe: Callable[[], health.Probe]) -> Timing:
-        pid = start(s) if name in to_start else None
-        detail = wait_for(name, probe, timeout, pid, str(s.lab_dir / name / f"{name}.log"))
-        return Timing(name, action(name), elapsed(), detail)
-
-    def run_rabbitmq() -> Timing:
-        if not rabbit_by_lab:
-            ports = {"amqp": DEFAULT_RABBITMQ_PORT}
-            record_service(s, "rabbitmq", pid=None, ports=ports, started_by_lab=False, mode="reused")
-            return Timing("rabbitmq", "reused", elapsed(), f"127.0.0.1:{DEFAULT_RABBITMQ_PORT}")
-        epmd_pid = services.start_epmd(s) if "epmd" in to_start else None
-        wait_for("epmd", lambda: health.port_open(s.rabbitmq_epmd_port), 10.0, epmd_pid)
-        pid = services.start_rabbitmq(s) if "rabbitmq" in to_start else None
-        probe = lambda: health.amqp_ok(s.rabbitmq_port, s.rabbitmq_user, s.rabbitmq_password)  # noqa: E731
-        detail = wait_for("rabbitmq", probe, max(timeout, 60.0), pid, str(s.lab_dir / "rabbitmq" / "rabbitmq.log"))
-        return Timing("rabbitmq", action("rabbitmq"), elapsed(), detail)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        patroni = pool.submit(run_patroni)
-        futures = [
-            pool.submit(run_postgres),
-            patroni,
-            pool.submit(run_haproxy, patroni),
-            pool.submit(run_simple, "redis", services.start_redis, lambda: health.redis_ok(s)),
-            pool.submit(run_simple, "alertmanager", services.start_alertmanager, lambda: health.alertmanager_ok(s)),
-            pool.submit(run_rabbitmq),
-        ]
+    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+        for svc in services:  # dependencies first, so a dependency's future exists before its dependents run
+            futures[svc.name] = pool.submit(bring_up, svc)
         timings, errors = [], []
-        for f in futures:
+        for future in futures.values():
             try:
-                timings.append(f.result())
+                timings.append(future.result())
             except Exception as exc:
                 errors.append(str(exc))
     if errors:
         raise LabError("lab up failed:\n  " + "\n  ".join(errors))
+    timings += [Timing(name, "skipped", elapsed(), reason) for name, (_, reason) in skipped.items()]
     for t in sorted(timings, key=lambda t: t.seconds):
         out(f"  {t.service:<13} {t.action:<8} ready at {t.seconds:5.2f}s  {t.detail}")
     out(f"lab up in {elapsed():.2f}s ({s.lab_dir})")
@@ -253,46 +177,50 @@ def up(s: LabSettings, out: Callable[[str], None] = print, timeout: float = 60.0
 
 # --- down ------------------------------------------------------------------------------------------------
 
-STOP_SIGNAL = {"postgres": signal.SIGINT}  # fast shutdown; SIGTERM would wait for clients
+
+def _stop_waves() -> list[list[LabService]]:
+    """Services grouped so that each group's dependents are all in earlier groups (stopped first)."""
+    level: dict[str, int] = {}
+    for svc in reversed(all_services()):  # dependents come later in registry order: visit them first
+        level[svc.name] = max((level[d.name] + 1 for d in dependents(svc.name)), default=0)
+    return [[svc for svc in all_services() if level[svc.name] == n] for n in range(max(level.values(), default=-1) + 1)]
 
 
-def _stop_entry(s: LabSettings, name: str, entry: dict[str, Any]) -> str | None:
-    """Stop one lab-started service; returns an error message or None."""
-    sig = STOP_SIGNAL.get(name, signal.SIGTERM)
-    timeout = 30.0 if name.startswith("patroni-") or name == "rabbitmq" else 15.0
-    if stop(entry["pid"], entry.get("start_time"), sig=sig, timeout=timeout):
-        forget_service(s, name)
+def _stop_one(s: LabSettings, process: str, pid: int, started: int | None, sig: int, timeout: float) -> str | None:
+    """Stop one process the lab started and forget it; returns an error message or None."""
+    if stop(pid, started, sig=sig, timeout=timeout):
+        forget_service(s, process)
         return None
-    return f"{name} (pid {entry['pid']}) did not stop"
-
-
-def _stop_orphan_postmasters(s: LabSettings) -> list[str]:
-    errors = []
-    for member in s.patroni_members:
-        pid = postmaster_pid(s, member)
-        if pid and not stop(pid, sig=signal.SIGINT, timeout=15.0):
-            errors.append(f"postmaster of {member} (pid {pid}) did not stop")
-    return errors
+    return f"{process} (pid {pid}) did not stop"
 
 
 def down(s: LabSettings, purge: bool = False, out: Callable[[str], None] = print) -> int:
-    """Stop what the lab started (never a reused RabbitMQ or the machine's own servers); 0 if all stopped."""
+    """Stop what the lab started (never a reused server or the machine's own); 0 if everything stopped."""
     t0 = time.monotonic()
-    entries = {n: e for n, e in read_state(s)["services"].items() if e.get("started_by_lab") and e.get("pid")}
-    first = {n: e for n, e in entries.items() if n not in ("etcd", "epmd")}
+    state = read_state(s)["services"]
+    lab_started = {n: e for n, e in state.items() if e.get("started_by_lab") and e.get("pid")}
     errors: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, len(first))) as pool:
-        errors += [e for e in pool.map(lambda kv: _stop_entry(s, *kv), first.items()) if e]
-    errors += _stop_orphan_postmasters(s)
-    for name in ("etcd", "epmd"):  # after Patroni and RabbitMQ, which need them to shut down cleanly
-        if name in entries and (err := _stop_entry(s, name, entries[name])):
+    for wave in _stop_waves():
+        jobs = [
+            (p, lab_started[p]["pid"], lab_started[p].get("start_time"), svc.stop_signal, svc.stop_timeout)
+            for svc in wave
+            for p in svc.processes(s)
+            if p in lab_started
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            errors += [e for e in pool.map(lambda job: _stop_one(s, *job), jobs) if e]
+        for left in (left for svc in wave for left in svc.leftovers(s)):
+            if not stop(left.pid, sig=left.stop_signal, timeout=15.0):
+                errors.append(f"{left.what} (pid {left.pid}) did not stop")
+    for name in [n for n in lab_started if owner_of(n, s) is None]:  # from a service since removed
+        entry = lab_started[name]
+        if err := _stop_one(s, name, entry["pid"], entry.get("start_time"), signal.SIGTERM, 15.0):
             errors.append(err)
     if not errors:
-        forget_service(s, "rabbitmq")  # a reused broker: just forget it
-        state_path(s).unlink(missing_ok=True)
+        state_path(s).unlink(missing_ok=True)  # also forgets reused servers, which keep running
     for err in errors:
         out(f"error: {err}")
-    out(f"stopped {len(entries) - len(errors)} lab process(es) in {time.monotonic() - t0:.2f}s")
+    out(f"stopped {len(lab_started) - len(errors)} lab process(es) in {time.monotonic() - t0:.2f}s")
     if purge:
         if errors:
             out("not purging: some lab processes are still running")
@@ -302,7 +230,8 @@ def down(s: LabSettings, purge: bool = False, out: Callable[[str], None] = print
     return 1 if errors else 0
 
 
-LAB_ENTRIES = {"postgres", "patroni", "etcd", "haproxy", "redis", "rabbitmq", "alertmanager", "state.json"}
+# Folders areas keep their own scratch data in, under the lab (the Delta area's tables): purged with it.
+AREA_SCRATCH_FOLDERS = ("delta",)
 
 
 def _purge(s: LabSettings) -> None:
@@ -310,7 +239,8 @@ def _purge(s: LabSettings) -> None:
     d = s.lab_dir.resolve()
     if not d.exists():
         return
-    foreign = [p.name for p in d.iterdir() if p.name not in LAB_ENTRIES and not p.name.startswith("state.")]
+    lab_entries = {svc.folder(s).name for svc in all_services()} | set(AREA_SCRATCH_FOLDERS)
+    foreign = [p.name for p in d.iterdir() if p.name not in lab_entries and not p.name.startswith("state.")]
     if d in (REPO_ROOT, REPO_ROOT.parent) or d == d.parent or foreign:
         raise LabError(f"refusing to purge {d}: it holds non-lab files {foreign[:5]}")
     shutil.rmtree(d)
@@ -319,44 +249,49 @@ def _purge(s: LabSettings) -> None:
 # --- status ----------------------------------------------------------------------------------------------
 
 
-def status_rows(s: LabSettings) -> list[dict[str, Any]]:
-    """One row per lab service: service, port(s), pid, healthy, detail, started_by."""
-    state = read_state(s)["services"]
-    rabbit = state.get("rabbitmq", {})
-    names = ["postgres", "etcd", *member_services(s), "haproxy", "redis", "rabbitmq", "alertmanager"]
-    if "epmd" in state:
-        names.insert(names.index("rabbitmq"), "epmd")
-
-    def row(name: str) -> dict[str, Any]:
-        entry = state.get(name)
-        by_lab = bool(entry and entry.get("started_by_lab"))
-        if name == "rabbitmq" and entry and not by_lab:
-            port = int(rabbit.get("ports", {}).get("amqp", DEFAULT_RABBITMQ_PORT))
-            ok, detail = health.amqp_ok(port, s.rabbitmq_user, s.rabbitmq_password)
-            return _row(name, {"amqp": port}, None, ok, detail, "reused")
-        if not entry:
-            return _row(name, {}, None, False, "not started", "-")
-        alive = service_alive(entry)
-        ok, detail = (False, "process not running")
-        if alive:
-            if name.startswith("patroni-"):
-                ok, detail = health.patroni_member_ok(s, s.patroni_members.index(name[8:]))
-            elif name == "haproxy":
-                ok, detail = health.haproxy_ok(s)
-            else:
-                ok, detail = quick_probe(s, name)
-        return _row(name, entry.get("ports", {}), entry.get("pid"), ok, detail, "lab" if by_lab else "other")
-
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        rows = list(pool.map(row, names))
-    if any(r["service"].startswith("patroni-") and r["pid"] for r in rows):
-        ok, detail = health.patroni_cluster_ok(s)
-        rows.insert(2 + len(s.patroni_members), _row("patroni", {}, None, ok, detail, "lab"))
-    return rows
-
-
-def _row(name: str, ports: dict[str, int], pid: int | None, ok: bool, detail: str, by: str) -> dict[str, Any]:
+def _row(name: str, ports: dict[str, int], pid: int | None, ok: bool | None, detail: str, by: str) -> dict[str, Any]:
+    """One status row; healthy is None for an optional service this machine cannot run."""
     return {"service": name, "ports": ports, "pid": pid, "healthy": ok, "detail": detail, "started_by": by}
+
+
+def _status_jobs(s: LabSettings, svc: LabService, state: dict[str, Any]) -> list[Callable[[], dict[str, Any] | None]]:
+    """One callable per status row of a service, so `status` can probe every row in parallel."""
+    available, reason = svc.available()
+    if not available:
+        return [lambda: _row(svc.name, {}, None, None if svc.optional else False, reason, "-")]
+    if (outside := svc.outside(s)) is not None:
+
+        def reused() -> dict[str, Any]:
+            ok, detail = svc.ready(s)
+            where = f"outside server {outside.address}, set by {env_var(outside.setting)}"
+            return _row(svc.name, {"port": outside.port}, None, ok, f"{detail} ({where})", "reused")
+
+        return [reused]
+
+    def process_row(process: str) -> dict[str, Any]:
+        entry = state.get(process)
+        if not entry:
+            return _row(process, {}, None, False, "not started", "-")
+        ok, detail = svc.healthy(s, process) if service_alive(entry) else (False, "process not running")
+        by = "lab" if entry.get("started_by_lab") else "other"
+        return _row(process, entry.get("ports", {}), entry.get("pid"), ok, detail, by)
+
+    def summary_row() -> dict[str, Any] | None:
+        summary = svc.summary(s)
+        return None if summary is None else _row(svc.name, {}, None, summary[0], summary[1], "lab")
+
+    jobs: list[Callable[[], dict[str, Any] | None]] = [lambda p=p: process_row(p) for p in svc.processes(s)]
+    started = any((state.get(p) or {}).get("pid") for p in svc.processes(s))
+    return jobs + ([summary_row] if started else [])
+
+
+def status_rows(s: LabSettings) -> list[dict[str, Any]]:
+    """One row per lab process (plus service-wide rows such as the Patroni cluster): service, port(s),
+    pid, healthy (None: optional and not installed here), detail, started_by (lab | reused | -)."""
+    state = read_state(s)["services"]
+    jobs = [job for svc in selected(s) for job in _status_jobs(s, svc, state)]
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        return [row for row in pool.map(lambda job: job(), jobs) if row is not None]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -364,7 +299,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         ports = ",".join(str(p) for p in r["ports"].values()) or "-"
-        health_txt = "healthy" if r["healthy"] else "UNHEALTHY"
+        health_txt = {True: "healthy", False: "UNHEALTHY", None: "skipped"}[r["healthy"]]
         pid = str(r["pid"]) if r["pid"] else "-"
         lines.append(f"{r['service']:<15} {ports:<18} {pid:>8}  {health_txt:<9} {r['started_by']:<10} {r['detail']}")
     return "\n".join(lines)
+
+
+def healthy(rows: list[dict[str, Any]]) -> bool:
+    """True unless a row is unhealthy (a skipped optional service does not count)."""
+    return all(r["healthy"] is not False for r in rows)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from regression_pipelines.lab import health, render
 from regression_pipelines.lab.errors import LabError
-from regression_pipelines.lab.procs import cmdline, is_alive, read_pidfile_pid
-from regression_pipelines.lab.services import patroni_config_path, start_patroni_member
+from regression_pipelines.lab.procs import cmdline, is_alive
+from regression_pipelines.lab.services import patroni
+from regression_pipelines.lab.services.patroni import postmaster_pid
 from regression_pipelines.lab.settings import LabSettings
 from regression_pipelines.lab.state import read_state, service_alive
 
@@ -24,16 +24,16 @@ def member_index(settings: LabSettings, name: str) -> int:
 
 
 def data_dir(settings: LabSettings, name: str) -> Path:
-    return render.member_dir(settings, name) / "data"
+    return patroni.member_dir(settings, name) / "data"
 
 
 def patroni_pid(settings: LabSettings, name: str) -> int | None:
     """PID of the member's Patroni daemon: from the state file, else found by its config path in /proc."""
     member_index(settings, name)
-    entry = read_state(settings)["services"].get(f"patroni-{name}")
+    entry = read_state(settings)["services"].get(patroni.PREFIX + name)
     if service_alive(entry):
         return int(entry["pid"])  # type: ignore[index]
-    cfg = str(patroni_config_path(settings, name))
+    cfg = str(patroni.config_path(settings, name))
     for pid_dir in Path("/proc").iterdir():
         if pid_dir.name.isdigit():
             pid = int(pid_dir.name)
@@ -41,19 +41,6 @@ def patroni_pid(settings: LabSettings, name: str) -> int | None:
             if cfg in args and any("patroni" in a for a in args) and is_alive(pid):
                 return pid
     return None
-
-
-def postmaster_pid(settings: LabSettings, name: str) -> int | None:
-    """PID of the member's postmaster (first line of postmaster.pid), if that process is alive."""
-    ddir = data_dir(settings, name)
-    pid = read_pidfile_pid(ddir / "postmaster.pid")
-    if pid is None or not is_alive(pid):
-        return None
-    # Guard against a recycled PID: the postmaster's command line names its data dir.
-    args = " ".join(cmdline(pid))
-    if "postgres" not in args and "postmaster" not in args:
-        return None
-    return pid
 
 
 def start_member(settings: LabSettings, name: str, *, wait: float = 30.0) -> int:
@@ -64,15 +51,15 @@ def start_member(settings: LabSettings, name: str, *, wait: float = 30.0) -> int
     index = member_index(settings, name)
     pid = patroni_pid(settings, name)
     if pid is None:
-        pid = start_patroni_member(settings, index)
+        pid = patroni.SERVICE.start(settings, patroni.PREFIX + name)
     if wait > 0:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            ok, _ = health.patroni_member_ok(settings, index)
+            ok, _ = patroni.member_running(settings, index)
             if ok:
                 return pid
             if not is_alive(pid):
-                log = render.member_dir(settings, name) / "patroni.log"
+                log = patroni.member_dir(settings, name) / "patroni.log"
                 raise LabError(f"Patroni member {name} (pid {pid}) exited; see {log}")
             time.sleep(0.1)
         raise LabError(f"Patroni member {name} not running after {wait:.0f}s; see its patroni.log")

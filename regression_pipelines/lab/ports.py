@@ -5,17 +5,11 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from regression_pipelines.lab.errors import PortConflictError
+from regression_pipelines.lab.service import PortClaim
+from regression_pipelines.lab.services import all_services
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
-
-
-@dataclass(frozen=True)
-class PortClaim:
-    service: str  # state/service name, e.g. "redis", "patroni-pg1"
-    port: int
-    setting: str  # LabSettings field that sets it
 
 
 def env_var(setting: str) -> str:
@@ -23,27 +17,8 @@ def env_var(setting: str) -> str:
 
 
 def claims(settings: LabSettings) -> list[PortClaim]:
-    """Every port each lab service binds (RabbitMQ's only matter when the lab starts its own)."""
-    s = settings
-    out = [
-        PortClaim("postgres", s.postgres_port, "postgres_port"),
-        PortClaim("etcd", s.etcd_client_port, "etcd_client_port"),
-        PortClaim("etcd", s.etcd_peer_port, "etcd_peer_port"),
-    ]
-    for i, name in enumerate(s.patroni_members):
-        out.append(PortClaim(f"patroni-{name}", s.patroni_pg_ports[i], "patroni_pg_ports"))
-        out.append(PortClaim(f"patroni-{name}", s.patroni_rest_ports[i], "patroni_rest_ports"))
-    out += [
-        PortClaim("haproxy", s.haproxy_rw_port, "haproxy_rw_port"),
-        PortClaim("haproxy", s.haproxy_ro_port, "haproxy_ro_port"),
-        PortClaim("haproxy", s.haproxy_stats_port, "haproxy_stats_port"),
-        PortClaim("redis", s.redis_port, "redis_port"),
-        PortClaim("rabbitmq", s.rabbitmq_port, "rabbitmq_port"),
-        PortClaim("rabbitmq", s.rabbitmq_dist_port, "rabbitmq_dist_port"),
-        PortClaim("epmd", s.rabbitmq_epmd_port, "rabbitmq_epmd_port"),
-        PortClaim("alertmanager", s.alertmanager_port, "alertmanager_port"),
-    ]
-    return out
+    """Every port of every registered lab service (callers keep only the processes they will start)."""
+    return [claim for svc in all_services() for claim in svc.port_claims(settings)]
 
 
 def port_in_use(port: int, host: str = LAB_HOST) -> bool:

@@ -31,12 +31,22 @@ def start_time(pid: int) -> int | None:
     return st[1] if st else None
 
 
+def _threads_still_exiting(pid: int) -> bool:
+    """A killed multi-threaded server's main thread turns zombie before its other threads have exited, and
+    its sockets and files stay open until the last one has: /proc/PID/task still lists them meanwhile."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+
+
 def is_alive(pid: int | None, started: int | None = None) -> bool:
-    """True if PID runs (not zombie/dead) and, when `started` is given, is the same process we launched."""
+    """True if PID runs (not zombie/dead, no thread left exiting) and, when `started` is given, is the same
+    process we launched."""
     if not pid or pid <= 0:
         return False
     st = proc_stat(pid)
-    if st is None or st[0] in ("Z", "X", "x"):
+    if st is None or (st[0] in ("Z", "X", "x") and not _threads_still_exiting(pid)):
         return False
     return started is None or st[1] == started
 

@@ -36,6 +36,10 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name}={raw!r} is not a boolean; set it to true or false")
 
 
+# Until issue 7 the lab reused a broker on 5672 by default; true now fails loudly instead of being ignored.
+RETIRED_REUSE_FLAG = "REGRESS_LAB_RABBITMQ_REUSE_DEFAULT"
+
+
 @dataclass(frozen=True)
 class LabSettings:
     """Ports and credentials of the lab. Defaults avoid the services' standard ports."""
@@ -63,8 +67,9 @@ class LabSettings:
     # Added for the lab runner: every name and port derives from settings so two labs can coexist.
     rabbitmq_dist_port: int = 25673
     rabbitmq_epmd_port: int = 14369
-    # Reuse a healthy RabbitMQ on 127.0.0.1:5672 (guest/guest) instead of starting one; false forces a lab one.
-    rabbitmq_reuse_default: bool = True
+    # "host:port" of an outside RabbitMQ to use instead of the lab's own broker (rabbitmq_user/password).
+    # Empty (the default): the lab runs its own, so destructive broker faults only hit a lab-started broker.
+    rabbitmq_reuse: str = ""
     patroni_synchronous_mode: bool = False
     # Empty means http://127.0.0.1:<alertmanager_port + 1>/alerts (filled in by __post_init__).
     alertmanager_webhook_url: str = ""
@@ -73,6 +78,21 @@ class LabSettings:
         if not self.alertmanager_webhook_url:
             url = f"http://{LAB_HOST}:{self.alertmanager_port + 1}/alerts"
             object.__setattr__(self, "alertmanager_webhook_url", url)
+        _ = self.rabbitmq_reuse_address  # a malformed value fails here, naming the setting
+
+    @property
+    def rabbitmq_reuse_address(self) -> tuple[str, int] | None:
+        """(host, port) of the outside broker named by rabbitmq_reuse, or None when the lab runs its own."""
+        raw = self.rabbitmq_reuse.strip()
+        if not raw:
+            return None
+        host, _, port = raw.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"REGRESS_LAB_RABBITMQ_REUSE={raw!r} must be host:port of a running broker, e.g. 127.0.0.1:5672 "
+                "(or empty, so the lab starts its own)"
+            )
+        return host or LAB_HOST, int(port)
 
     @property
     def lab_name(self) -> str:
@@ -89,6 +109,11 @@ class LabSettings:
 
     @classmethod
     def from_env(cls) -> LabSettings:
+        if _env_bool(RETIRED_REUSE_FLAG, False):
+            raise ValueError(
+                f"{RETIRED_REUSE_FLAG} is retired: the lab now starts its own RabbitMQ. To use an outside broker, "
+                f"set REGRESS_LAB_RABBITMQ_REUSE=127.0.0.1:5672 instead (and unset {RETIRED_REUSE_FLAG})"
+            )
         offset = _env_int("REGRESS_LAB_PORT_OFFSET", 0)
         base = cls()
         overrides: dict[str, object] = {}
@@ -118,8 +143,12 @@ class LabSettings:
 
 
 def lab_env_defaults(settings: LabSettings | None = None) -> dict[str, str]:
-    """Environment variables the resources read (via EnvVar), pointing at the lab unless already set."""
+    """Environment variables the resources read (via EnvVar), pointing at the lab unless already set.
+
+    The broker is the lab's own (rabbitmq_port), or the outside one rabbitmq_reuse names.
+    """
     s = settings or LabSettings.from_env()
+    broker_host, broker_port = s.rabbitmq_reuse_address or (LAB_HOST, s.rabbitmq_port)
     return {
         "REGRESS_PG_HOST": LAB_HOST,
         "REGRESS_PG_PORT": str(s.postgres_port),
@@ -127,6 +156,8 @@ def lab_env_defaults(settings: LabSettings | None = None) -> dict[str, str]:
         "REGRESS_PG_PASSWORD": s.postgres_password,
         "REGRESS_PG_DB": s.postgres_db,
         "REGRESS_REDIS_PORT": str(s.redis_port),
+        "REGRESS_RABBITMQ_HOST": broker_host,
+        "REGRESS_RABBITMQ_PORT": str(broker_port),
         "REGRESS_RABBITMQ_PASSWORD": s.rabbitmq_password,
         "REGRESS_PATRONI_PASSWORD": s.patroni_superuser_password,
     }

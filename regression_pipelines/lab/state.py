@@ -1,4 +1,5 @@
-"""The lab's state file (<lab_dir>/state.json): which services the lab runs, their PIDs and ports.
+"""The lab's state file (<lab_dir>/state.json): which processes the lab runs, their PIDs and ports, and
+which outside servers it uses instead (`started_by_lab: false`, `mode: reused`).
 
 Other code reads endpoints through `load_endpoints(settings)`; secrets are not in the state file or the
 endpoints (read them from LabSettings).
@@ -83,43 +84,16 @@ def service_alive(entry: dict[str, Any] | None) -> bool:
 def load_endpoints(settings: LabSettings | None = None) -> dict[str, Any]:
     """Where each lab service listens, e.g. `load_endpoints()["redis"]["port"]`.
 
-    Keys: postgres, patroni (members, etcd), haproxy (rw_port, ro_port, stats_url), redis, rabbitmq
-    (port, reused), alertmanager (url, webhook_url). Raises LabNotRunningError before `regress lab up`.
+    One key per service with an endpoint (postgres, patroni, haproxy, redis, rabbitmq with `reused`,
+    alertmanager, ...) plus "host". Raises LabNotRunningError before `regress lab up`.
     """
+    from regression_pipelines.lab.services import all_services  # here: service modules import this one
+
     s = settings or LabSettings.from_env()
-    services = read_state(s)["services"]
-    if not services:
+    if not read_state(s)["services"]:
         raise LabNotRunningError(f"no lab state in {state_path(s)}; run `regress lab up` first")
-    rabbit = services.get("rabbitmq", {})
-    return {
-        "host": LAB_HOST,
-        "postgres": {"host": LAB_HOST, "port": s.postgres_port, "user": s.postgres_user, "dbname": s.postgres_db},
-        "patroni": {
-            "scope": s.lab_name,
-            "etcd_url": f"http://{LAB_HOST}:{s.etcd_client_port}",
-            "members": [
-                {"name": name, "pg_port": pg, "rest_url": f"http://{LAB_HOST}:{rest}", "rest_port": rest}
-                for name, pg, rest in zip(s.patroni_members, s.patroni_pg_ports, s.patroni_rest_ports, strict=True)
-            ],
-            "superuser": "postgres",
-            "user": s.postgres_user,
-            "dbname": s.postgres_db,
-        },
-        "haproxy": {
-            "host": LAB_HOST,
-            "rw_port": s.haproxy_rw_port,
-            "ro_port": s.haproxy_ro_port,
-            "stats_url": f"http://{LAB_HOST}:{s.haproxy_stats_port}/",
-        },
-        "redis": {"host": LAB_HOST, "port": s.redis_port},
-        "rabbitmq": {
-            "host": LAB_HOST,
-            "port": int(rabbit.get("ports", {}).get("amqp", s.rabbitmq_port)),
-            "user": s.rabbitmq_user,
-            "reused": not rabbit.get("started_by_lab", False),
-        },
-        "alertmanager": {
-            "url": f"http://{LAB_HOST}:{s.alertmanager_port}",
-            "webhook_url": s.alertmanager_webhook_url,
-        },
-    }
+    endpoints: dict[str, Any] = {"host": LAB_HOST}
+    for svc in all_services():
+        if (endpoint := svc.endpoint(s)) is not None:
+            endpoints[svc.name] = endpoint
+    return endpoints

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from regression_pipelines.lab import lifecycle
+from regression_pipelines.lab.ports import claims, port_in_use
 from regression_pipelines.lab.settings import LabSettings
 from regression_pipelines.lab.state import load_endpoints
 
@@ -59,6 +60,18 @@ def settings_for(env: dict[str, str]) -> LabSettings:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def free_offset(first: int) -> int:
+    """A REGRESS_LAB_PORT_OFFSET at or above `first` whose lab ports are all free right now: labs of other
+    checkouts may run side by side at offsets of their own, and a fixed offset would sooner or later collide.
+    The search starts at a per-process point, so two test sessions starting together rarely pick the same."""
+    start = first + (os.getpid() % 40) * 7
+    for offset in range(start, start + 3000, 7):
+        settings = settings_for(lab_env(Path("/nonexistent"), offset))
+        if not any(port_in_use(claim.port) for claim in claims(settings)):
+            return offset
+    raise RuntimeError(f"no lab port offset in {start}..{start + 3000} has all its ports free")
 
 
 def new_lab_dir() -> Path:

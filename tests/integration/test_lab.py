@@ -1,6 +1,7 @@
 """The lab against real servers: up from nothing, idempotent up, port conflicts, down stops only lab PIDs.
 
-Runs a whole separate lab (own tmp dir, port offset 4300) so the main lab at the default ports is untouched.
+Runs a whole separate lab (own tmp dir, a port offset from 4300 up whose ports are free) so the lab of this
+session, and those of others on the machine, are untouched.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from regression_pipelines.lab import health
 from regression_pipelines.lab.patroni_members import postmaster_pid
 from regression_pipelines.lab.procs import is_alive
 from regression_pipelines.lab.state import load_endpoints, read_state
-from tests.integration.lab_fixtures import lab_env, new_lab_dir, run_lab_cli, settings_for
+from tests.integration.lab_fixtures import free_offset, lab_env, new_lab_dir, run_lab_cli, settings_for
 
 pytestmark = pytest.mark.lab
 
-OFFSET = 4300  # not a multiple of 1000: labs at offsets 0..3000 would share ports with it
+FIRST_OFFSET = 4300  # above the offsets people give their own labs
 
 
 def _machine_service_pids() -> set[int]:
@@ -39,7 +40,7 @@ def _machine_service_pids() -> set[int]:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[dict[str, str]]:
     path = new_lab_dir()
-    env = lab_env(path, OFFSET)
+    env = lab_env(path, free_offset(FIRST_OFFSET))
     yield env
     run_lab_cli(env, "down", "--purge")
     shutil.rmtree(path, ignore_errors=True)
@@ -55,6 +56,8 @@ def test_up_from_nothing_then_status_is_healthy(lab: dict[str, str]) -> None:
     assert all(r["healthy"] for r in rows), [r for r in rows if not r["healthy"]]
     names = {r["service"] for r in rows}
     assert {"postgres", "etcd", "patroni", "patroni-pg0", "haproxy", "redis", "rabbitmq", "alertmanager"} <= names
+    rabbit = next(r for r in rows if r["service"] == "rabbitmq")
+    assert rabbit["started_by"] == "lab" and rabbit["ports"]["amqp"] != 5672  # the lab's own broker
 
     s = settings_for(lab)
     ep = load_endpoints(s)
@@ -79,7 +82,7 @@ def test_second_up_starts_nothing_new(lab: dict[str, str]) -> None:
 
 def test_taken_port_gives_clear_error_and_starts_nothing() -> None:
     lab_tmp_dir = new_lab_dir()
-    env = lab_env(lab_tmp_dir, OFFSET + 50)
+    env = lab_env(lab_tmp_dir, free_offset(FIRST_OFFSET + 50))
     s = settings_for(env)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", s.redis_port))
@@ -98,7 +101,7 @@ def test_down_stops_only_lab_pids_and_purge_removes_data(lab: dict[str, str]) ->
     lab_pids = {e["pid"] for e in read_state(s)["services"].values() if e.get("started_by_lab") and e["pid"]}
     postmasters = {pid for pid in member_pids(s).values() if pid}
     assert lab_pids and len(postmasters) == 3
-    reused_rabbit = not read_state(s)["services"]["rabbitmq"]["started_by_lab"]
+    assert read_state(s)["services"]["rabbitmq"]["started_by_lab"]
     # A foreign server of the same kind as a lab one, which `down` must leave alone (no kill by name).
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,8 +117,7 @@ def test_down_stops_only_lab_pids_and_purge_removes_data(lab: dict[str, str]) ->
         assert not any(is_alive(pid) for pid in lab_pids | postmasters)
         assert sentinel.poll() is None and is_alive(sentinel.pid)
         assert all(is_alive(pid) for pid in machine)
-        if reused_rabbit:
-            assert health.amqp_ok(5672, "guest", "guest")[0]
+        assert not health.port_open(s.rabbitmq_epmd_port)[0]  # the lab's epmd went with its broker
     finally:
         sentinel.terminate()
         sentinel.wait(10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from regression_pipelines.lab.health import haproxy_routing_ok, parse_haproxy_csv, up_servers
+from regression_pipelines.lab.services.haproxy import haproxy_routing_ok, parse_haproxy_csv, up_servers
 
 HEADER = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,status,weight,check_status,\n"
 

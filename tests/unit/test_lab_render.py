@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from regression_pipelines.lab import render
+from regression_pipelines.lab.services import alertmanager, haproxy, patroni, rabbitmq
 from regression_pipelines.lab.settings import LabSettings
 
 
@@ -19,7 +19,7 @@ def _settings(monkeypatch, **env: str) -> LabSettings:
 
 def test_patroni_yml_follows_settings_and_timings(monkeypatch) -> None:
     s = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="1000", REGRESS_LAB_DIR="/tmp/lab-x")
-    doc = yaml.safe_load(render.patroni_yml(s, 1))
+    doc = yaml.safe_load(patroni.patroni_yml(s, 1))
     assert doc["name"] == "pg1"
     assert doc["restapi"]["listen"] == "127.0.0.1:19009"
     assert doc["postgresql"]["listen"] == "127.0.0.1:16434"
@@ -37,12 +37,12 @@ def test_patroni_yml_follows_settings_and_timings(monkeypatch) -> None:
 def test_synchronous_mode_from_env(monkeypatch) -> None:
     s = _settings(monkeypatch, REGRESS_LAB_PATRONI_SYNCHRONOUS_MODE="true")
     assert s.patroni_synchronous_mode is True
-    assert yaml.safe_load(render.patroni_yml(s, 0))["bootstrap"]["dcs"]["synchronous_mode"] is True
+    assert yaml.safe_load(patroni.patroni_yml(s, 0))["bootstrap"]["dcs"]["synchronous_mode"] is True
 
 
 def test_haproxy_cfg_checks_patroni_with_options(monkeypatch) -> None:
     s = _settings(monkeypatch)
-    cfg = render.haproxy_cfg(s)
+    cfg = haproxy.haproxy_cfg(s)
     assert "option httpchk OPTIONS /primary" in cfg
     assert "option httpchk OPTIONS /replica" in cfg
     assert cfg.count("inter 500ms rise 2 fall 2 on-marked-down shutdown-sessions") == 2
@@ -54,18 +54,18 @@ def test_haproxy_cfg_checks_patroni_with_options(monkeypatch) -> None:
 def test_alertmanager_webhook_default_and_override(monkeypatch) -> None:
     s = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="7")
     assert s.alertmanager_webhook_url == f"http://127.0.0.1:{19093 + 7 + 1}/alerts"
-    doc = yaml.safe_load(render.alertmanager_yml(s))
+    doc = yaml.safe_load(alertmanager.alertmanager_yml(s))
     assert doc["route"]["group_wait"] == "1s" and doc["route"]["repeat_interval"] == "1h"
     assert doc["receivers"][0]["webhook_configs"][0]["url"] == s.alertmanager_webhook_url
     s2 = _settings(monkeypatch, REGRESS_LAB_ALERTMANAGER_WEBHOOK_URL="http://127.0.0.1:1/x")
-    assert "http://127.0.0.1:1/x" in render.alertmanager_yml(s2)
+    assert "http://127.0.0.1:1/x" in alertmanager.alertmanager_yml(s2)
 
 
 def test_rabbitmq_names_and_ports_shift_with_offset(monkeypatch) -> None:
     a = _settings(monkeypatch)
     b = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="1000")
     assert a.rabbitmq_nodename != b.rabbitmq_nodename and a.lab_name != b.lab_name
-    env_b = render.rabbitmq_env(b)
+    env_b = rabbitmq.rabbitmq_env(b)
     assert f"NODE_PORT={b.rabbitmq_port}" in env_b and f"DIST_PORT={b.rabbitmq_dist_port}" in env_b
     assert f"ERL_EPMD_PORT={b.rabbitmq_epmd_port}" in env_b and "NODE_IP_ADDRESS=127.0.0.1" in env_b
-    assert f"listeners.tcp.default = 127.0.0.1:{b.rabbitmq_port}" in render.rabbitmq_conf(b)
+    assert f"listeners.tcp.default = 127.0.0.1:{b.rabbitmq_port}" in rabbitmq.rabbitmq_conf(b)
