@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.detection.suite import Series, make_series
+from benchmarks.detection.suite import PercentileSeries, Series, make_series
 from regression_pipelines.detection import MetricPolicy, evaluate_latest, find_change_points
 from regression_pipelines.detection.tcpd import covering, f_measure
 
@@ -99,3 +99,40 @@ def time_evaluation(seed: int, metrics: int = 1000, runs: int = 500) -> float:
     for s, p in zip(histories, policies, strict=True):
         evaluate_latest(s.values, p)
     return time.perf_counter() - start
+
+
+# Percentile series are replayed twice: as before (counts ignored) and with the per-run counts, so the
+# sample-size rule's effect is measured on the same values.
+COUNT_RULES = ("counts ignored", "counts used")
+
+
+@dataclass
+class PercentileOutcome:
+    quantile: float
+    n_nominal: int
+    judged_runs: int = 0  # runs the counts-ignored replay judged (the common denominator)
+    flagged: dict[str, int] = field(default_factory=dict)  # change-free series: rule -> regression verdicts
+    detected: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)  # rule -> (pct, runs)
+
+
+def score_percentile_series(series: PercentileSeries) -> PercentileOutcome:
+    policy = MetricPolicy(direction=series.direction, quantile=series.quantile)
+    outcome = PercentileOutcome(series.quantile, series.n_nominal)
+    for rule in COUNT_RULES:
+        samples = [int(n) for n in series.samples] if rule == "counts used" else None
+        statuses = [
+            evaluate_latest(series.values[:k], policy, samples[:k] if samples else None).status
+            for k in range(1, len(series.values) + 1)
+        ]
+        if rule == "counts ignored":
+            outcome.judged_runs = sum(s != "insufficient_data" for s in statuses)
+        if not series.steps:
+            outcome.flagged[rule] = sum(s == "regression" for s in statuses)
+            continue
+        bounds = [*(s.index for s in series.steps), len(statuses)]
+        found = []
+        for i, step in enumerate(series.steps):
+            hits = [k for k in range(step.index, bounds[i + 1]) if statuses[k] == "regression"]
+            found.append((step.pct, hits[0] - step.index + 1 if hits else None))
+        outcome.detected[rule] = found
+    return outcome

@@ -1,6 +1,7 @@
 """Measured detection quality on the seeded synthetic suite, printed next to the issue's goals.
 
 .venv/bin/python -m benchmarks.detection.run_benchmark [--series 1000] [--runs 300] [--seed 7]
+    [--pct-series 420]    # percentile series with per-run sample counts (0: skip)
     [--write-suite DIR]   # also writes DIR/suite.csv (series,run,value,direction) and DIR/truth.json
 """
 
@@ -16,8 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.detection.evaluate import Scores, StepOutcome, score_suite, time_evaluation
-from benchmarks.detection.suite import FEATURES, Series, make_suite
+from benchmarks.detection.evaluate import (
+    COUNT_RULES,
+    PercentileOutcome,
+    Scores,
+    StepOutcome,
+    score_percentile_series,
+    score_suite,
+    time_evaluation,
+)
+from benchmarks.detection.suite import FEATURES, PCT_SAMPLES, Series, make_percentile_suite, make_suite
+from regression_pipelines.detection.samples import min_samples
 
 
 def write_suite(suite: list[Series], directory: Path) -> None:
@@ -118,11 +128,52 @@ def report(scores: Scores, eval_seconds: float, runs: int) -> list[tuple[str, st
     ]
 
 
+def _fa(outcomes: list[PercentileOutcome]) -> str:
+    runs = max(sum(o.judged_runs for o in outcomes if o.flagged), 1)
+    return " -> ".join(f"{1000.0 * sum(o.flagged.get(r, 0) for o in outcomes) / runs:.2f}" for r in COUNT_RULES)
+
+
+def _within(outcomes: list[PercentileOutcome], pcts: tuple[float, ...] | None = None, runs: int = 8) -> str:
+    rates = []
+    for rule in COUNT_RULES:
+        found = [d for o in outcomes for pct, d in o.detected.get(rule, []) if pcts is None or pct in pcts]
+        rates.append(f"{100.0 * sum(d is not None and d <= runs for d in found) / max(len(found), 1):.1f}%")
+    return " -> ".join(rates) + f" (of {len(found)})"
+
+
+def percentile_report(outcomes: list[PercentileOutcome]) -> list[tuple[str, str, str]]:
+    """Counts ignored -> counts used, for the same percentile series."""
+    tails = [o for o in outcomes if o.quantile != 0.5]
+    below = [o for o in tails if o.n_nominal < min_samples(o.quantile)]
+    above = [o for o in outcomes if o not in below]
+    big = [o for o in outcomes if o.n_nominal >= 1000]
+    rows = [
+        ("percentile series: false alarms / 1000 runs", _fa(outcomes), "not worse"),
+        ("  p95/p99 from fewer samples than their floor", _fa(below), ""),
+        ("  every other percentile series", _fa(above), ""),
+        ("percentile regressions within 8 runs, n >= 1000", _within(big), "not worse"),
+        ("  same, all n", _within(outcomes), ""),
+        ("  x5 jumps within 8 runs, p95/p99 below their floor", _within(below, (400.0,)), ""),
+    ]
+    for n in PCT_SAMPLES:
+        cell = [o for o in outcomes if o.n_nominal == n]
+        rows.append((f"  n ~ {n}: false alarms / 1000; regressions within 8 runs", f"{_fa(cell)}; {_within(cell)}", ""))
+    return rows
+
+
+def _print_rows(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure':<{width}}  {'measured':>24}  goal")
+    for name, value, goal in rows:
+        print(f"{name:<{width}}  {value:>24}  {goal}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pct-series", type=int, default=420, help="percentile series with sample counts")
     parser.add_argument("--write-suite", type=Path, default=None, help="directory for suite.csv + truth.json")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -136,10 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nsuite: {args.series} series x {args.runs} runs, seed {args.seed}, "
         f"{len(scores.steps)} injected steps; wall time {time.perf_counter() - started:.0f} s\n"
     )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'figure':<{width}}  {'measured':>24}  goal")
-    for name, value, goal in rows:
-        print(f"{name:<{width}}  {value:>24}  {goal}")
+    _print_rows(rows)
+    if args.pct_series:
+        started = time.perf_counter()
+        outcomes = [score_percentile_series(s) for s in make_percentile_suite(args.seed, args.pct_series, args.runs)]
+        print(
+            f"\npercentile suite: {args.pct_series} series x {args.runs} runs (p50/p95/p99 of Poisson(n) draws), "
+            f"counts ignored -> counts used; wall time {time.perf_counter() - started:.0f} s\n"
+        )
+        _print_rows(percentile_report(outcomes))
     return 0
 
 

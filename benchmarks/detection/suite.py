@@ -103,3 +103,66 @@ def make_suite(seed: int, n_series: int, runs: int, flat_share: float = 0.4) -> 
     """The first `flat_share` of the series are change-free (false alarms), the rest carry steps."""
     n_flat = int(round(n_series * flat_share))
     return [make_series(seed, i, runs, with_steps=i >= n_flat) for i in range(n_series)]
+
+
+# Percentile series: each run's figure is the q-quantile of n draws from a heavy-tailed latency distribution,
+# as a scenario computes it (np.percentile, linear interpolation), and carries n as its sample count.
+PCT_QUANTILES = (0.5, 0.95, 0.99)
+PCT_SAMPLES = (10, 30, 100, 300, 1000, 3000, 10000)  # nominal n per run; each run draws Poisson(n), >= 1
+PCT_FAMILIES = ("lognormal", "pareto")
+PCT_STEP_SIZES = (0.10, 0.20, 0.50, 4.0)  # regressions of the whole distribution's scale; 4.0 is a x5 jump
+PCT_RUN_CV = 0.02  # run-to-run drift of the whole distribution (machine load), beyond sampling noise
+PCT_CELLS = len(PCT_QUANTILES) * len(PCT_SAMPLES) * len(PCT_FAMILIES)
+PCT_FLAT_REPLICAS = 4  # of every 10 replicas of a cell, this many are change-free
+
+
+@dataclass
+class PercentileSeries:
+    name: str
+    values: NDArray[np.float64]
+    samples: NDArray[np.int64]
+    quantile: float
+    n_nominal: int
+    family: str
+    steps: list[Step] = field(default_factory=list)
+    direction: Direction = Direction.LOWER_IS_BETTER
+
+
+def _latency_draws(rng: np.random.Generator, family: str, n: int) -> NDArray[np.float64]:
+    """Unit-scale latencies: log-normal (s = 0.6) or a Lomax/Pareto tail (shape 2.5) on top of a floor of 1."""
+    if family == "lognormal":
+        return rng.lognormal(0.0, 0.6, n)
+    return 1.0 + rng.pareto(2.5, n)
+
+
+def make_percentile_series(seed: int, index: int, runs: int) -> PercentileSeries:
+    """Cell (quantile, n, family) from index % PCT_CELLS; replicas 0..3 of each ten are change-free."""
+    rng = np.random.default_rng([seed, 1_000_000 + index])
+    cell, replica = index % PCT_CELLS, index // PCT_CELLS
+    quantile = PCT_QUANTILES[cell % len(PCT_QUANTILES)]
+    n_nominal = PCT_SAMPLES[(cell // len(PCT_QUANTILES)) % len(PCT_SAMPLES)]
+    family = PCT_FAMILIES[cell // (len(PCT_QUANTILES) * len(PCT_SAMPLES))]
+    scale = np.full(runs, float(10 ** rng.uniform(0, 2)))
+    steps: list[Step] = []
+    if replica % 10 >= PCT_FLAT_REPLICAS:
+        spacing = runs // (STEPS_PER_SERIES + 1)
+        for k in range(1, STEPS_PER_SERIES + 1):
+            at = k * spacing + int(rng.integers(-5, 6))
+            size = float(rng.choice(PCT_STEP_SIZES))
+            scale[at:] *= 1 + size
+            steps.append(Step(at, size * 100, float("nan"), "regression"))
+    scale = scale * np.exp(PCT_RUN_CV * rng.standard_normal(runs))
+    samples = np.maximum(rng.poisson(n_nominal, runs), 1)
+    values = np.array(
+        [
+            s * np.percentile(_latency_draws(rng, family, int(n)), 100 * quantile)
+            for s, n in zip(scale, samples, strict=True)
+        ]
+    )
+    kind = "steps" if steps else "flat"
+    name = f"pct-{kind}-{index:05d}-{family}-p{int(100 * quantile)}-n{n_nominal}"
+    return PercentileSeries(name, values, samples, quantile, n_nominal, family, steps)
+
+
+def make_percentile_suite(seed: int, n_series: int, runs: int) -> list[PercentileSeries]:
+    return [make_percentile_series(seed, i, runs) for i in range(n_series)]

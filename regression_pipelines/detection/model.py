@@ -10,7 +10,7 @@ from typing import Literal
 
 from regression_pipelines.results import Direction
 
-Status = Literal["ok", "regression", "improvement", "insufficient_data", "slo_breach"]
+Status = Literal["ok", "regression", "improvement", "insufficient_data", "slo_breach", "not_judged"]
 Severity = Literal["none", "low", "medium", "high", "critical"]
 Kind = Literal["regression", "improvement"]
 
@@ -26,6 +26,8 @@ class MetricPolicy:
     static SLOs (e.g. failover outage <= 30 s) checked on the newest run alone, history or not.
     `accept_after_runs`: a regression that has persisted this many runs is taken as the new normal
     (its change point becomes the baseline start), so an old, known step stops alerting.
+    `quantile`: the metric is this quantile (0.99 for a p99, 1.0 for a maximum) of the samples each run
+    counted; with per-run sample counts it sets how many a run needs to be judged (see `samples.py`).
     """
 
     direction: Direction = Direction.LOWER_IS_BETTER
@@ -34,6 +36,7 @@ class MetricPolicy:
     lower_bound: float | None = None
     min_segment: int = 5
     accept_after_runs: int = 30
+    quantile: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "direction", Direction(self.direction))
@@ -43,6 +46,8 @@ class MetricPolicy:
             raise ValueError(f"min_segment must be >= 2, got {self.min_segment}")
         if self.upper_bound is not None and self.lower_bound is not None and self.lower_bound > self.upper_bound:
             raise ValueError("lower_bound must not exceed upper_bound")
+        if self.quantile is not None and not 0.0 <= self.quantile <= 1.0:
+            raise ValueError(f"quantile must be within [0, 1] (0.99 for a p99), got {self.quantile}")
 
     @property
     def sign(self) -> float:
@@ -68,11 +73,13 @@ class Verdict:
     """The online answer for the newest run.
 
     status: "ok" | "regression" | "improvement" | "insufficient_data" | "slo_breach" (the newest run
-    violates a static bound; takes precedence over everything else). `baseline` is the median of the
-    baseline window (the runs since the last accepted change point, before the runs under test) and
-    `baseline_n` its size. `first_bad_index` is the position in the history of the first run of the
-    current regressed/improved step, when there is one. `outlier` marks a newest run far outside the
-    baseline that is not (yet) confirmed by a second run: a spike is reported, never alerted.
+    violates a static bound; takes precedence over everything else) | "not_judged" (given by the caller to
+    metrics that are recorded but not judged, e.g. volume counts). `reason` says why a run was not
+    judged (too short a history, too few samples, the metric's kind), empty when it was. `baseline` is
+    the median of the baseline window (the runs since the last accepted change point, before the runs
+    under test) and `baseline_n` its size. `first_bad_index` is the position in the history of the first
+    run of the current regressed/improved step, when there is one. `outlier` marks a newest run far
+    outside the baseline that is not (yet) confirmed by a second run: a spike is reported, never alerted.
     """
 
     status: Status
@@ -85,6 +92,7 @@ class Verdict:
     first_bad_index: int | None
     recommendation: str
     outlier: bool = False
+    reason: str = ""
 
     @property
     def is_alert(self) -> bool:

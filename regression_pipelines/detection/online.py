@@ -14,10 +14,13 @@ compared with the level before it. The runs under test are the last w runs (w = 
 Thresholds are Student-t quantiles of the nominal z, so a short baseline (uncertain scale) needs more.
 Both rules also need the window's median to differ from the baseline median by `min_change_pct`.
 The step's first run is located by least squares inside the tail (same estimator as the offline detector).
+With per-run sample counts, a percentile run below its sample floor (`samples.py`) is no evidence: the
+newest is then not judged, and older ones are left out of the history before anything else happens.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +36,7 @@ from regression_pipelines.detection.robust import (
     median,
     suppress_spikes,
 )
+from regression_pipelines.detection.samples import min_samples, quantile_label, sample_counts
 from regression_pipelines.detection.severity import recommend, severity_for
 
 LOOKBACK = 160  # older runs cannot change the verdict; keeps one evaluation O(1) in the history length
@@ -163,17 +167,22 @@ def _pct(value: float, reference: float) -> float:
     return change_pct(reference, value)
 
 
-def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: MetricPolicy) -> Verdict:
-    """Verdict for history[-1] (the newest run) given everything before it."""
+def evaluate_latest(
+    history: Sequence[float] | NDArray[np.float64],
+    policy: MetricPolicy,
+    samples: Sequence[int | None] | None = None,
+) -> Verdict:
+    """Verdict for history[-1] (the newest run) given everything before it.
+
+    `samples`: per-run sample counts (None where unknown). For a percentile (`policy.quantile`) a run with
+    fewer than `min_samples` is not evidence: the newest is then not judged, older ones leave the baseline.
+    """
     full = np.asarray(history, dtype=float)
     if full.ndim != 1 or len(full) == 0:
         raise ValueError("history must be a non-empty 1-D sequence ending with the newest run")
     if not np.all(np.isfinite(full)):
         raise ValueError("history contains NaN or infinite values")
-    offset = max(len(full) - LOOKBACK, 0)
-    x = full[offset:]
-    n = len(x)
-    latest = float(x[-1])
+    latest = float(full[-1])
     bound = _slo_breach(latest, policy)
     if bound is not None:
         pct = _pct(latest, bound)
@@ -188,6 +197,39 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
             first_bad_index=len(full) - 1,
             recommendation=recommend("slo_breach", pct, None, None, bound=bound),
         )
+    if samples is None or policy.quantile is None:
+        return _judge(full, None, policy)
+    counts = sample_counts(samples, len(full))
+    needed = min_samples(policy.quantile)
+    if counts[-1] < needed:
+        return _undersampled(latest, int(counts[-1]), needed, policy.quantile)
+    positions = np.flatnonzero(~(counts < needed))  # runs without a count are kept (older histories)
+    return _judge(full[positions], positions, policy)
+
+
+def _undersampled(latest: float, count: int, needed: float, quantile: float) -> Verdict:
+    label = quantile_label(quantile)
+    floor = "is never judged from samples" if math.isinf(needed) else f"needs >= {needed:.0f}"
+    return Verdict(
+        status="insufficient_data",
+        severity="none",
+        change_pct=0.0,
+        baseline=None,
+        baseline_n=0,
+        latest=latest,
+        p_value=None,
+        first_bad_index=None,
+        recommendation=recommend("undersampled", 0.0, None, None),
+        reason=f"{label} of {count} samples; a {label} {floor}",
+    )
+
+
+def _judge(kept: NDArray[np.float64], positions: NDArray[np.int64] | None, policy: MetricPolicy) -> Verdict:
+    """The verdict on the runs that are evidence; `positions` maps them back to the full history (None: all)."""
+    offset = max(len(kept) - LOOKBACK, 0)
+    x = kept[offset:]
+    n = len(x)
+    latest = float(x[-1])
     if n < MIN_BASELINE + 2:
         return Verdict(
             status="insufficient_data",
@@ -199,6 +241,7 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
             p_value=None,
             first_bad_index=None,
             recommendation=recommend("insufficient_data", 0.0, None, None, needed=MIN_BASELINE + 2 - n),
+            reason=f"{n} judgeable run(s) of history; {MIN_BASELINE + 2} needed",
         )
 
     cps = find_change_points(x, policy)
@@ -234,6 +277,7 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
     pct = _pct(median(x[first_bad:]), med)
     p_value = float(ndtr(-hit.stat))
     status = "regression" if hit.direction * policy.sign > 0 else "improvement"
+    index = offset + first_bad if positions is None else int(positions[offset + first_bad])
     return Verdict(
         status=status,
         severity=severity_for(pct, p_value, policy.min_change_pct),
@@ -242,6 +286,6 @@ def evaluate_latest(history: Sequence[float] | NDArray[np.float64], policy: Metr
         baseline_n=hit.base_end - hit.base_start,
         latest=latest,
         p_value=p_value,
-        first_bad_index=offset + first_bad,
-        recommendation=recommend(status, pct, offset + first_bad, p_value),
+        first_bad_index=index,
+        recommendation=recommend(status, pct, index, p_value),
     )

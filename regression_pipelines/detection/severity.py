@@ -37,6 +37,8 @@ def recommend(
         return f"Newest run violates the static bound {bound:g}; treat as an incident and check the run's logs."
     if status == "insufficient_data":
         return f"Only {needed} run(s) short of a usable baseline; keep collecting before judging."
+    if status == "undersampled":
+        return "Too few samples in this run for this percentile to show a shift; a longer workload makes it judgeable."
     if status == "regression":
         return (
             f"Regression of {change_pct:+.1f}%{since}{p}: diff the changes that landed just before it, "
