@@ -1,0 +1,161 @@
+"""Read what the Dagster instance holds about an area into warehouse rows: the instance is the source of truth.
+
+Materializations are append-only, so they are read after the newest one already copied. Check executions
+are read newest first, page by page, until a page reaches one already copied (a check that completes after
+newer ones were copied is picked up as long as it is on that page; `--rebuild-warehouse` copies everything).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
+
+from regression_pipelines.kit import Area
+from regression_pipelines.perf_check import PERF_CHECK_NAME
+from regression_pipelines.reports.tables import Batch
+from regression_pipelines.results import (
+    baseline_key_from_metadata,
+    metrics_from_metadata,
+    skip_reason_from_metadata,
+)
+
+PAGE = 500
+FIRST_CHECK_PAGE = 16
+COMPLETED = (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED)
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None = None
+) -> Iterator[dg.EventLogRecord]:
+    """Every materialization of `key` after storage id `after`, oldest first."""
+    records_filter = dg.AssetRecordsFilter(asset_key=key, after_storage_id=after)
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor, ascending=True)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
+def check_executions(
+    instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, known: set[int]
+) -> list[AssetCheckExecutionRecord]:
+    """Completed executions of a check not yet in `known`, newest first. Pages start small and double, so
+    the usual sync (a few new runs) deserializes a few records, not a whole page of old ones."""
+    found: list[AssetCheckExecutionRecord] = []
+    cursor, size = None, FIRST_CHECK_PAGE
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=size, cursor=cursor)
+        new = [r for r in page if r.status in COMPLETED and r.id not in known and r.evaluation is not None]
+        found.extend(new)
+        if len(page) < size or any(r.id in known for r in page):  # reached what an earlier sync copied
+            return found
+        cursor, size = page[-1].id, min(2 * size, PAGE)
+
+
+def add_materialization(batch: Batch, area: str, record: dg.EventLogRecord) -> None:
+    materialization = record.asset_materialization
+    if materialization is None:
+        return
+    metadata = materialization.metadata
+    skip = skip_reason_from_metadata(metadata)
+    common = {
+        "storage_id": record.storage_id,
+        "area": area,
+        "run_id": record.run_id or "",
+        "recorded_at": utc(record.timestamp),
+    }
+    key = baseline_key_from_metadata(metadata)
+    batch.add(
+        "runs", {**common, "status": "skipped" if skip else "measured", "skip_reason": skip or "", "baseline_key": key}
+    )
+    for metric in metrics_from_metadata(metadata):
+        batch.add(
+            "metrics",
+            {
+                **common,
+                "metric": metric.name,
+                "value": None if math.isnan(metric.value) else metric.value,
+                "unit": metric.unit,
+                "direction": metric.direction.value,
+                "kind": metric.kind.value,
+                "samples": metric.samples,
+                "baseline_key": key,
+            },
+        )
+
+
+def add_check(batch: Batch, area: str, record: AssetCheckExecutionRecord) -> None:
+    evaluation = record.evaluation
+    assert evaluation is not None  # check_executions keeps completed ones only
+    target = evaluation.target_materialization_data
+    common = {
+        "check_id": record.id,
+        "area": area,
+        "run_id": record.run_id or "",
+        "materialization_id": target.storage_id if target else None,
+        "recorded_at": utc(record.event.timestamp if record.event else record.create_timestamp),
+    }
+    batch.checks.append(record.id)
+    if evaluation.check_name != PERF_CHECK_NAME:
+        detail = _plain(evaluation.metadata.get("detail")) or evaluation.description or ""
+        batch.add(
+            "invariants",
+            {
+                **common,
+                "invariant": evaluation.check_name,
+                "passed": evaluation.passed,
+                "severity": evaluation.severity.value,
+                "detail": str(detail),
+            },
+        )
+        return
+    verdicts = _plain(evaluation.metadata.get("verdicts")) or {}
+    if isinstance(verdicts, str):
+        verdicts = json.loads(verdicts)
+    for metric, v in sorted(verdicts.items()):
+        batch.add(
+            "verdicts",
+            {
+                **common,
+                "metric": metric,
+                "status": v.get("status"),
+                "severity": v.get("severity"),
+                "change_pct": v.get("change_pct"),
+                "latest": v.get("latest"),
+                "baseline": v.get("baseline"),
+                "unit": v.get("unit") or "",
+                "first_bad_run": v.get("first_bad_run") or "",
+                "summary": v.get("summary") or "",
+            },
+        )
+
+
+def read_area(instance: dg.DagsterInstance, area: Area, after: int | None, known_checks: set[int]) -> Batch:
+    """The area's materializations after `after` and its check executions not in `known_checks`."""
+    key = dg.AssetKey(area.name)
+    batch = Batch()
+    for record in materializations(instance, key, after):
+        add_materialization(batch, area.name, record)
+    for check in (*area.checks, PERF_CHECK_NAME):
+        for record in check_executions(instance, dg.AssetCheckKey(key, check), known_checks):
+            add_check(batch, area.name, record)
+    return batch
