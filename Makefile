@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 APT_PACKAGES := postgresql-15 patroni etcd-server etcd-client haproxy redis-server rabbitmq-server \
-                prometheus-alertmanager python3-venv python3-pip iproute2
+                prometheus-alertmanager python3-venv python3-pip iproute2 faketime chromium
 UV_VERSION := 0.9.30
 TOOLS := $(CURDIR)/.tools
 UV := $(TOOLS)/bin/uv
@@ -50,7 +50,7 @@ lab-status:
 
 # The demo also runs the destructive failover area (a Patroni switchover) because its target is the local lab.
 demo: lab-up
-	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover \
+	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover,delta_cdf \
 	  --set ha_failover.allow_destructive=true --set ha_failover.mode=switchover
 
 test: lab-up

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     from regression_pipelines.detection import cli as detect_cli
     from regression_pipelines.lab import cli as lab_cli
+    from regression_pipelines.reports import cli as report_cli
     from regression_pipelines.running import cli as run_cli
 
     parser = argparse.ArgumentParser(prog="regress", description=__doc__)
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cli.register(subparsers)
     run_cli.register(subparsers)
     detect_cli.register(subparsers)
+    report_cli.register(subparsers)
     return parser
 
 

@@ -1,23 +1,34 @@
-"""The code location: every area asset, job, schedule, sensor and resource in one Definitions object."""
+"""The code location: every discovered area (asset + checks), the reporting assets downstream of them, jobs,
+schedules, sensors and resources."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
-from assets.cache_coherence import ASSET_CHECKS as CACHE_CHECKS
-from assets.cache_coherence import ASSETS as CACHE_ASSETS
-from assets.ha_failover import ASSET_CHECKS as HA_CHECKS
-from assets.ha_failover import ASSETS as HA_ASSETS
-from regression_pipelines.jobs import JOBS
+from regression_pipelines.jobs import JOBS, full_regression, hourly_regression, regression_report
+from regression_pipelines.kit import Area
+from regression_pipelines.kit.discovery import discover_areas
+from regression_pipelines.kit.factory import area_asset
+from regression_pipelines.reports.assets import report_after_failed_run_sensor, reporting_assets
 from regression_pipelines.resources_config import build_resources
 from regression_pipelines.schedules import SCHEDULES
 from regression_pipelines.sensors import SENSORS
 
-defs = dg.Definitions(
-    assets=[*CACHE_ASSETS, *HA_ASSETS],
-    asset_checks=[*CACHE_CHECKS, *HA_CHECKS],
-    jobs=JOBS,
-    schedules=SCHEDULES,
-    sensors=SENSORS,
-    resources=build_resources(),
-)
+
+def build_definitions(areas: Sequence[Area]) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[*(area_asset(area) for area in areas), *reporting_assets(areas)],
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        sensors=[
+            *SENSORS,
+            report_after_failed_run_sensor([full_regression, hourly_regression], regression_report),
+        ],
+        resources=build_resources(),
+    )
+
+
+AREAS = discover_areas()
+defs = build_definitions(AREAS)

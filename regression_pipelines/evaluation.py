@@ -3,12 +3,16 @@
 The sensor, the in-run performance check and `regress run` all call `evaluate_asset`, so the daemon, the UI
 and a CI job without a daemon give the same answer. History comes from the Dagster instance (the metadata
 each area wrote through `results.to_metadata`); the judgement comes from `detection.evaluate_latest`.
+Only performance metrics are judged by default: volume counts (reads, writes) and info figures still get a
+verdict with status "not_judged" and the reason, so the UI and the CLI show them without alerting.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +23,7 @@ from regression_pipelines.detection import MetricPolicy, Verdict, evaluate_lates
 from regression_pipelines.results import (
     Invariant,
     Metric,
+    MetricKind,
     baseline_key_from_metadata,
     invariants_from_metadata,
     metrics_from_metadata,
@@ -29,8 +34,12 @@ DEFAULT_MIN_CHANGE_PCT = 5.0
 # Detection never looks further back than ~120 runs; a little more keeps sparse metrics judgeable.
 DEFAULT_HISTORY_LIMIT = 300
 # Per-metric policy overrides (min_change_pct, upper_bound, lower_bound, ...) as JSON in check metadata.
+# `judge` (true/false) overrides the kind's default: true opts a volume metric in; info is never judged.
+# `quantile` names the percentile a metric is when its name does not (p99_ms -> 0.99, max_ms -> 1.0).
 POLICIES_METADATA_KEY = "regress/policies"
-_POLICY_FIELDS = ("min_change_pct", "upper_bound", "lower_bound", "min_segment", "accept_after_runs")
+_DETECTION_FIELDS = ("min_change_pct", "upper_bound", "lower_bound", "min_segment", "accept_after_runs", "quantile")
+_POLICY_FIELDS = (*_DETECTION_FIELDS, "judge")
+_QUANTILE_IN_NAME = re.compile(r"(?:^|[._])(?:p(\d+(?:\.\d+)?)|(max))(?:[._]|$)")
 
 PolicyOverrides = Mapping[str, MetricPolicy | Mapping[str, Any]]
 
@@ -64,7 +73,10 @@ class MetricVerdict:
         v, m = self.verdict, self.metric
         unit = f" {m.unit}" if m.unit else ""
         if v.status == "insufficient_data":
-            return f"{m.name}: {v.latest:g}{unit}, not judged yet ({self.history_n} run(s) of history)"
+            return f"{m.name}: {v.latest:g}{unit}, not judged yet ({v.reason})"
+        if v.status == "not_judged":
+            versus = f", {v.change_pct:+.1f} % vs baseline {v.baseline:g}{unit}" if v.baseline is not None else ""
+            return f"{m.name}: {v.latest:g}{unit}, not judged ({v.reason}){versus}"
         baseline = f"{v.baseline:g}{unit}" if v.baseline is not None else "its bound"
         text = f"{m.name}: {v.status.replace('_', ' ').upper()} {v.latest:g}{unit} vs baseline {baseline}"
         text += f" ({v.change_pct:+.1f} %, {v.severity})"
@@ -99,18 +111,43 @@ def policy_for(metric: Metric, override: MetricPolicy | Mapping[str, Any] | None
     """The metric's own direction plus the area's overrides (a full MetricPolicy is taken as is)."""
     if isinstance(override, MetricPolicy):
         return override
-    fields = {"min_change_pct": DEFAULT_MIN_CHANGE_PCT, **(override or {})}
+    fields = {"min_change_pct": DEFAULT_MIN_CHANGE_PCT, "quantile": quantile_from_name(metric.name), **(override or {})}
+    _check_fields(metric.name, fields)
+    return MetricPolicy(direction=metric.direction, **{k: v for k, v in fields.items() if k in _DETECTION_FIELDS})
+
+
+def quantile_from_name(name: str) -> float | None:
+    """The quantile a metric name announces: p99 -> 0.99, p99.9 -> 0.999, max -> 1.0; None for other names."""
+    found = _QUANTILE_IN_NAME.search(name)
+    if found is None:
+        return None
+    quantile = 1.0 if found.group(2) else float(found.group(1)) / 100.0
+    return quantile if quantile <= 1.0 else None  # p999-style names are ambiguous: say so in the policy
+
+
+def not_judged_reason(metric: Metric, override: MetricPolicy | Mapping[str, Any] | None = None) -> str:
+    """Why a metric is recorded but not judged, or "" when it is judged (performance, or opted in)."""
+    judge = None if isinstance(override, MetricPolicy) else (override or {}).get("judge")
+    if metric.kind is MetricKind.INFO:
+        return "info metric"
+    if judge is False:
+        return "judge: false in its policy"
+    if metric.kind is MetricKind.VOLUME and judge is not True:
+        return "volume metric"
+    return ""
+
+
+def _check_fields(name: str, fields: Mapping[str, Any]) -> None:
     unknown = sorted(set(fields) - set(_POLICY_FIELDS))
     if unknown:
-        raise ValueError(f"{metric.name}: unknown policy field(s) {unknown}; allowed: {list(_POLICY_FIELDS)}")
-    return MetricPolicy(direction=metric.direction, **fields)
+        raise ValueError(f"policy for {name}: unknown field(s) {unknown}; allowed: {list(_POLICY_FIELDS)}")
+    if not isinstance(fields.get("judge", False), bool):
+        raise ValueError(f"policy for {name}: judge must be true or false, got {fields['judge']!r}")
 
 
 def policies_to_json(policies: Mapping[str, Mapping[str, Any]]) -> str:
     for name, fields in policies.items():
-        unknown = sorted(set(fields) - set(_POLICY_FIELDS))
-        if unknown:
-            raise ValueError(f"policy for {name}: unknown field(s) {unknown}; allowed: {list(_POLICY_FIELDS)}")
+        _check_fields(name, fields)
     return json.dumps({name: dict(fields) for name, fields in policies.items()}, sort_keys=True)
 
 
@@ -145,6 +182,21 @@ def _history(
     return history
 
 
+def _not_judged(verdict: Verdict, reason: str) -> Verdict:
+    """Keep the figures people read (latest, baseline, change), drop everything that would alert."""
+    hint = "; judge: true in its policy opts it in" if reason == "volume metric" else ""
+    return dataclasses.replace(
+        verdict,
+        status="not_judged",
+        severity="none",
+        p_value=None,
+        first_bad_index=None,
+        outlier=False,
+        reason=reason,
+        recommendation=f"Recorded and plotted, not judged ({reason}{hint}).",
+    )
+
+
 def evaluate_asset(
     instance: dg.DagsterInstance,
     asset_key: dg.AssetKey | str,
@@ -168,13 +220,17 @@ def evaluate_asset(
         if math.isnan(metric.value):
             continue  # nothing was measured (e.g. no cache misses): no verdict rather than a fake one
         points = [
-            (ref, m.value)
+            (ref, m.value, m.samples)
             for ref, metrics, _, _ in comparable
             for m in metrics
             if m.name == metric.name and not math.isnan(m.value)
         ]
-        policy = policy_for(metric, (policies or {}).get(metric.name))
-        verdict = evaluate_latest([value for _, value in points], policy)
+        override = (policies or {}).get(metric.name)
+        policy = policy_for(metric, override)
+        verdict = evaluate_latest([p[1] for p in points], policy, samples=[p[2] for p in points])
+        reason = not_judged_reason(metric, override)
+        if reason:
+            verdict = _not_judged(verdict, reason)
         first_bad = points[verdict.first_bad_index][0] if verdict.first_bad_index is not None else None
         verdicts.append(MetricVerdict(metric, verdict, len(points), first_bad))
     return AssetEvaluation(key, latest_ref, tuple(verdicts), tuple(latest_invariants))

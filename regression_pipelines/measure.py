@@ -1,11 +1,16 @@
-"""Small measurement helpers shared by scenarios (percentiles that behave on empty samples)."""
+"""Small measurement helpers shared by scenarios: percentiles that behave on empty samples, error tallies."""
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
+
+from regression_pipelines.results import Direction, Invariant, Metric
+
+NO_OPERATION_ERRORS = "no_operation_errors"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -20,3 +25,51 @@ def nines(failure_rate: float, samples: int) -> float:
     if samples <= 0:
         return math.nan
     return -math.log10(max(failure_rate, 1.0 / samples))
+
+
+class ErrorTally:
+    """Operations and their errors, counted across worker threads, so a misbehaving server yields figures.
+
+    Keeps the first few distinct messages verbatim so the failed `no_operation_errors` check can name them.
+    """
+
+    def __init__(self, keep: int = 5) -> None:
+        self.operations = 0
+        self.errors = 0
+        self.first: list[str] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def ok(self, count: int = 1) -> None:
+        with self._lock:
+            self.operations += count
+
+    def failed(self, error: BaseException | str, count: int = 1) -> None:
+        text = error if isinstance(error, str) else describe_error(error)
+        with self._lock:
+            self.operations += count
+            self.errors += count
+            if len(self.first) < self._keep and text not in self.first:
+                self.first.append(text[:300])
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.operations if self.operations else 0.0
+
+    def figures(self, what: str = "operations") -> tuple[Metric, Invariant]:
+        """The `error_rate` metric and the `no_operation_errors` invariant naming the first errors."""
+        metric = Metric("error_rate", self.rate, "ratio", Direction.LOWER_IS_BETTER, samples=self.operations)
+        if not self.errors:
+            detail = f"0 errors in {self.operations} {what}"
+        else:
+            detail = f"{self.errors} of {self.operations} {what} failed ({self.rate:.2%}); first: " + " | ".join(
+                self.first
+            )
+        facts = {"operations": self.operations, "errors": self.errors}
+        return metric, Invariant(NO_OPERATION_ERRORS, self.errors == 0, detail, facts)
+
+
+def describe_error(error: BaseException) -> str:
+    """`OperationalError: the first line of the message` (tracebacks and later lines stay out of metadata)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else '(no message)'}"

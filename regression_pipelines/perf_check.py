@@ -1,9 +1,8 @@
 """The `performance_regression` asset check: an `AssetEvaluation` shown on the asset in the Dagster UI.
 
-Why a separate `@asset_check` and not a check spec on the area asset: an asset that declares a check spec must
-yield its result, and the verdict needs the stored history. As its own check it evaluates in-run after the
-materialization (same `evaluate_asset` as the sensor), and the sensor records it for materializations that
-had no in-run check (runless events, runs that deselected it).
+The area asset yields it right after its materialization is stored (see kit.factory), judged by the same
+`evaluate_asset` as the sensor; the sensor records it for materializations that had no in-run check
+(runless events, runs that deselected it).
 """
 
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from regression_pipelines.evaluation import (
 PERF_CHECK_NAME = "performance_regression"
 _ERROR_SEVERITIES = {"high", "critical"}
 _SEVERITY_ORDER = ("none", "low", "medium", "high", "critical")
+_UNJUDGED = ("insufficient_data", "not_judged")
 
 
 def worst(evaluation: AssetEvaluation) -> MetricVerdict | None:
@@ -49,6 +49,9 @@ def check_metadata(evaluation: AssetEvaluation) -> dict[str, Any]:
             {
                 mv.metric.name: {
                     "status": mv.verdict.status,
+                    "reason": mv.verdict.reason,
+                    "kind": mv.metric.kind.value,
+                    "samples": mv.metric.samples,
                     "severity": mv.verdict.severity,
                     "latest": mv.verdict.latest,
                     "baseline": mv.verdict.baseline,
@@ -85,12 +88,13 @@ def check_metadata(evaluation: AssetEvaluation) -> dict[str, Any]:
 def description(evaluation: AssetEvaluation) -> str:
     if evaluation.regressed:
         return "; ".join(mv.describe() for mv in evaluation.regressions)
-    judged = [mv for mv in evaluation.metrics if mv.verdict.status != "insufficient_data"]
+    judged = [mv for mv in evaluation.metrics if mv.verdict.status not in _UNJUDGED]
     if not evaluation.metrics:
         return "no metrics recorded"
     if not judged:
-        return "not enough history yet to judge any metric"
-    return f"{len(judged)} metric(s) within baseline"
+        return "no metric could be judged yet (short history, too few samples, or only volume/info metrics)"
+    unjudged = len(evaluation.metrics) - len(judged)
+    return f"{len(judged)} metric(s) within baseline" + (f", {unjudged} not judged" if unjudged else "")
 
 
 def to_check_evaluation(evaluation: AssetEvaluation) -> dg.AssetCheckEvaluation:
@@ -125,40 +129,44 @@ def policies_for(asset_graph: Any, asset_key: dg.AssetKey | str) -> dict[str, di
     return policies_from_metadata(asset_graph.get_check_spec(check_key).metadata or {})
 
 
-def performance_regression_check(
-    asset_key: str, policies: Mapping[str, Mapping[str, Any]] | None = None
-) -> dg.AssetChecksDefinition:
-    """The check definition an area module exports next to its asset (non-blocking: a regression is news,
-    not a reason to stop downstream reports). `policies`: per metric overrides, e.g.
-    `{"outage_s": {"upper_bound": 30.0}, "p99_ms": {"min_change_pct": 10.0}}`; stored on the check so the
-    sensor and `regress run` judge with the same ones."""
+def perf_check_spec(
+    asset_key: dg.AssetKey, policies: Mapping[str, Mapping[str, Any]] | None = None
+) -> dg.AssetCheckSpec:
+    """The area's non-blocking `performance_regression` check (a regression is news, not a reason to stop
+    downstream reports). `policies`: per metric overrides, e.g. `{"outage_s": {"upper_bound": 30.0}}`; stored
+    on the check so the sensor and `regress run` judge with the same ones."""
     declared = dict(policies or {})
-    metadata = {POLICIES_METADATA_KEY: policies_to_json(declared)} if declared else None
-
-    @dg.asset_check(
+    return dg.AssetCheckSpec(
+        PERF_CHECK_NAME,
         asset=asset_key,
-        name=PERF_CHECK_NAME,
         blocking=False,
         description="Each metric of the newest materialization vs the baseline learned from its history.",
-        metadata=metadata,
+        metadata={POLICIES_METADATA_KEY: policies_to_json(declared)} if declared else None,
     )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        evaluation = evaluate_asset(context.instance, asset_key, policies=declared)
-        if evaluation is None:
-            return dg.AssetCheckResult(
-                passed=True, severity=dg.AssetCheckSeverity.WARN, description="no materialization to judge yet"
-            )
-        if evaluation.materialization.run_id != context.run.run_id:
-            context.log.warning(
-                f"{asset_key}: newest materialization is from run {evaluation.materialization.label}, "
-                "not this run; judging that one"
-            )
-        context.log.info(f"{asset_key}: {description(evaluation)}")
-        return dg.AssetCheckResult(
-            passed=not evaluation.regressed,
-            severity=check_severity(evaluation),
-            metadata=check_metadata(evaluation),
-            description=description(evaluation),
-        )
 
-    return _check
+
+def perf_check_result(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, policies: Mapping[str, Mapping[str, Any]]
+) -> dg.AssetCheckResult:
+    """The verdict on the newest stored materialization (this run's, when it materialized)."""
+    evaluation = evaluate_asset(context.instance, asset_key, policies=dict(policies))
+    if evaluation is None:
+        return dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=PERF_CHECK_NAME,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="no materialization to judge yet",
+        )
+    name = asset_key.to_user_string()
+    if evaluation.materialization.run_id != context.run.run_id:
+        context.log.info(f"{name}: judging the newest materialization, from run {evaluation.materialization.label}")
+    context.log.info(f"{name}: {description(evaluation)}")
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=PERF_CHECK_NAME,
+        passed=not evaluation.regressed,
+        severity=check_severity(evaluation),
+        metadata=check_metadata(evaluation),
+        description=description(evaluation),
+    )

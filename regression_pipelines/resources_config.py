@@ -1,4 +1,8 @@
-"""Resource instances for the code location: lab defaults, every field overridable from the environment."""
+"""Resource instances for the code location: lab defaults, every field overridable from the environment.
+
+The one place where lab settings meet resources (resources/ never imports the lab): lab ports and lab-only
+credentials become environment defaults or explicit config here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import os
 
 import dagster as dg
 
-from regression_pipelines.lab.settings import lab_env_defaults
+from regression_pipelines.lab.settings import LAB_HOST, LabSettings, lab_env_defaults
 from resources.alerting import AlertingResource
 from resources.delta import DeltaLakeResource
 from resources.patroni import PatroniResource
@@ -20,12 +24,32 @@ def apply_lab_defaults() -> None:
     """Point unset REGRESS_* variables at the lab, so EnvVar resolves and secrets stay out of config."""
     for name, value in lab_env_defaults().items():
         os.environ.setdefault(name, value)
-    os.environ.setdefault("REGRESS_RABBITMQ_PORT", "5672")
 
 
 def _optional_secret(name: str) -> dg.EnvVar | str:
     """A secret read through EnvVar when set (the UI then shows only its name); no password otherwise."""
     return dg.EnvVar(name) if os.environ.get(name) else ""
+
+
+def lab_patroni(settings: LabSettings | None = None, **overrides: object) -> PatroniResource:
+    """The lab's Patroni cluster (REGRESS_LAB_PORT_OFFSET honoured); used by the code location and tests."""
+    s = settings or LabSettings.from_env()
+    values: dict[str, object] = {
+        "member_names": list(s.patroni_members),
+        "rest_ports": list(s.patroni_rest_ports),
+        "pg_ports": list(s.patroni_pg_ports),
+        "haproxy_rw_port": s.haproxy_rw_port,
+        "haproxy_ro_port": s.haproxy_ro_port,
+        "password": s.patroni_superuser_password,
+    }
+    values.update(overrides)
+    return PatroniResource(**values)  # type: ignore[arg-type]
+
+
+def lab_alerting(settings: LabSettings | None = None) -> AlertingResource:
+    """Alert sinks from REGRESS_* variables, with the lab's Alertmanager as the default receiver."""
+    s = settings or LabSettings.from_env()
+    return AlertingResource.from_env(default_alertmanager_url=f"http://{LAB_HOST}:{s.alertmanager_port}")
 
 
 def build_resources() -> dict[str, object]:
@@ -53,7 +77,11 @@ def build_resources() -> dict[str, object]:
         "warehouse": WarehouseResource(path=env("REGRESS_WAREHOUSE_PATH"))
         if env("REGRESS_WAREHOUSE_PATH")
         else WarehouseResource(),
-        "patroni": PatroniResource.for_lab(password=dg.EnvVar("REGRESS_PATRONI_PASSWORD")),
-        "alerting": AlertingResource.from_env(),
-        "delta": DeltaLakeResource(root=env("REGRESS_DELTA_ROOT", ".lab/delta")),
+        "patroni": lab_patroni(password=dg.EnvVar("REGRESS_PATRONI_PASSWORD")),
+        "alerting": lab_alerting(),
+        "delta": DeltaLakeResource(
+            root=env("REGRESS_DELTA_ROOT", str(LabSettings.from_env().lab_dir / "delta")),
+            spark_connect_url=env("REGRESS_SPARK_CONNECT_URL", ""),
+            spark_delta_jars=env("REGRESS_SPARK_DELTA_JARS", ""),
+        ),
     }

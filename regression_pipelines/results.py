@@ -19,11 +19,21 @@ SCHEMA_KEY = "regress/metric_schema"
 AREA_KEY = "regress/area"
 INVARIANTS_KEY = "regress/invariants"
 BASELINE_KEY = "regress/baseline_key"
+STATUS_KEY = "regress/status"  # "measured", or "skipped" when the area's system was not there to test
+SKIP_REASON_KEY = "regress/skip_reason"
 
 
 class Direction(StrEnum):
     LOWER_IS_BETTER = "lower_is_better"
     HIGHER_IS_BETTER = "higher_is_better"
+
+
+class MetricKind(StrEnum):
+    """What a figure is for: only performance figures are judged against baselines by default."""
+
+    PERFORMANCE = "performance"  # judged against baselines
+    VOLUME = "volume"  # counts of work done; recorded and plotted, judged only if a policy says so
+    INFO = "info"  # context (settings echoed, versions as numbers...), never judged
 
 
 @dataclass(frozen=True)
@@ -32,12 +42,19 @@ class Metric:
     value: float
     unit: str
     direction: Direction = Direction.LOWER_IS_BETTER
+    kind: MetricKind = MetricKind.PERFORMANCE
+    samples: int | None = None  # for percentiles/rates: how many observations the figure came from
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"metric name {self.name!r} must be non-empty and contain no '/'")
         object.__setattr__(self, "direction", Direction(self.direction))
+        object.__setattr__(self, "kind", MetricKind(self.kind))
         object.__setattr__(self, "value", float(self.value))
+        if self.samples is not None:
+            if int(self.samples) != self.samples or self.samples < 0:
+                raise ValueError(f"metric {self.name!r}: samples must be a count >= 0, got {self.samples!r}")
+            object.__setattr__(self, "samples", int(self.samples))
 
 
 @dataclass(frozen=True)
@@ -77,12 +94,10 @@ class ScenarioResult:
 
 def to_metadata(result: ScenarioResult) -> dict[str, Any]:
     """Flatten a result into metadata: one float per metric (Dagster plots these over time)."""
-    metadata: dict[str, Any] = {AREA_KEY: result.area}
+    metadata: dict[str, Any] = {AREA_KEY: result.area, STATUS_KEY: "measured"}
     for metric in result.metrics:
         metadata[METRIC_PREFIX + metric.name] = metric.value
-    metadata[SCHEMA_KEY] = json.dumps(
-        {m.name: {"unit": m.unit, "direction": m.direction.value} for m in result.metrics}, sort_keys=True
-    )
+    metadata[SCHEMA_KEY] = json.dumps({m.name: _schema_entry(m) for m in result.metrics}, sort_keys=True)
     metadata[INVARIANTS_KEY] = json.dumps(
         {inv.name: {"passed": inv.passed, "detail": inv.detail} for inv in result.invariants}, sort_keys=True
     )
@@ -90,6 +105,13 @@ def to_metadata(result: ScenarioResult) -> dict[str, Any]:
     for key, value in result.environment.items():
         metadata[ENV_PREFIX + key] = str(value)
     return metadata
+
+
+def _schema_entry(metric: Metric) -> dict[str, Any]:
+    entry: dict[str, Any] = {"unit": metric.unit, "direction": metric.direction.value, "kind": metric.kind.value}
+    if metric.samples is not None:
+        entry["samples"] = metric.samples
+    return entry
 
 
 def baseline_key(comparable_on: Mapping[str, Any]) -> str:
@@ -106,7 +128,11 @@ def _plain(value: Any) -> Any:
 
 
 def metrics_from_metadata(metadata: Mapping[str, Any]) -> list[Metric]:
-    """Read metrics back from stored metadata, so nobody parses ad-hoc keys."""
+    """Read metrics back from stored metadata, so nobody parses ad-hoc keys.
+
+    Metadata stored before metrics had a kind and a sample count reads back as performance with no count,
+    so old histories keep being judged as they were.
+    """
     schema = json.loads(_plain(metadata.get(SCHEMA_KEY, "{}")) or "{}")
     metrics = []
     for key, raw in metadata.items():
@@ -123,6 +149,8 @@ def metrics_from_metadata(metadata: Mapping[str, Any]) -> list[Metric]:
                 value=float(value),
                 unit=info.get("unit", ""),
                 direction=Direction(info.get("direction", Direction.LOWER_IS_BETTER.value)),
+                kind=MetricKind(info.get("kind", MetricKind.PERFORMANCE.value)),
+                samples=info.get("samples"),
             )
         )
     return sorted(metrics, key=lambda m: m.name)
@@ -131,3 +159,15 @@ def metrics_from_metadata(metadata: Mapping[str, Any]) -> list[Metric]:
 def invariants_from_metadata(metadata: Mapping[str, Any]) -> list[Invariant]:
     stored = json.loads(_plain(metadata.get(INVARIANTS_KEY, "{}")) or "{}")
     return [Invariant(name=n, passed=bool(v["passed"]), detail=v["detail"]) for n, v in sorted(stored.items())]
+
+
+def skipped_metadata(area: str, reason: str) -> dict[str, Any]:
+    """What a skipped area records instead of figures: no metrics, no invariants, the reason in words."""
+    return {AREA_KEY: area, STATUS_KEY: "skipped", SKIP_REASON_KEY: reason}
+
+
+def skip_reason_from_metadata(metadata: Mapping[str, Any]) -> str | None:
+    """The reason an area was skipped, or None when it measured something."""
+    if _plain(metadata.get(STATUS_KEY)) != "skipped":
+        return None
+    return str(_plain(metadata.get(SKIP_REASON_KEY)) or "skipped")

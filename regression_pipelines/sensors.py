@@ -95,7 +95,11 @@ def _failed_checks_not_in_metadata(instance: dg.DagsterInstance, evaluation: Ass
 
 
 def apply_alerts(dispatcher: AlertDispatcher, evaluation: AssetEvaluation, alerting: AlertingResource) -> None:
-    """Fire what regressed or broke, resolve what is back within baseline or passing again."""
+    """Fire what regressed or broke, resolve what is back within baseline or passing again.
+
+    A metric that is not judged (volume/info) resolves too: it retires an alert raised before the metric had
+    a kind, and is a no-op otherwise. Too short a history or too few samples leave the alert state alone.
+    """
     area = evaluation.asset_key.to_user_string()
     ref = evaluation.materialization
     seq = ref.storage_id
@@ -103,7 +107,7 @@ def apply_alerts(dispatcher: AlertDispatcher, evaluation: AssetEvaluation, alert
     for mv in evaluation.metrics:
         if mv.regressed:
             dispatcher.fire(regression_alert(evaluation, mv, url), seq=seq)
-        elif mv.verdict.status in ("ok", "improvement"):
+        elif mv.verdict.status in ("ok", "improvement", "not_judged"):
             dispatcher.resolve(metric_labels(area, mv.metric.name), seq=seq)
     for invariant in evaluation.invariants:
         if invariant.passed:

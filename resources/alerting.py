@@ -24,7 +24,6 @@ from regression_pipelines.alerts import (
     WebhookSink,
 )
 from regression_pipelines.errors import ResourceConfigError
-from regression_pipelines.lab.settings import LAB_HOST, REPO_ROOT, LabSettings
 
 ENV_ALERTMANAGER = "REGRESS_ALERTMANAGER_URL"
 ENV_WEBHOOK = "REGRESS_WEBHOOK_URL"
@@ -35,7 +34,7 @@ ENV_OUTBOX = "REGRESS_ALERT_OUTBOX"
 
 def default_outbox_path() -> str:
     """Next to Dagster's own storage, so it lives (and is backed up) with the cursor it complements."""
-    home = os.environ.get("DAGSTER_HOME") or str(REPO_ROOT / ".dagster_home")
+    home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
     return str(Path(home) / "regress" / "alert_outbox.sqlite")
 
 
@@ -53,13 +52,14 @@ class AlertingResource(dg.ConfigurableResource):
     refresh_interval_s: float = Field(default=1800.0, description="Re-send firing alerts to Alertmanager this often")
 
     @classmethod
-    def from_env(cls) -> AlertingResource:
-        """Lab Alertmanager unless REGRESS_ALERTMANAGER_URL says otherwise; webhooks only when their env is set."""
+    def from_env(cls, default_alertmanager_url: str = "") -> AlertingResource:
+        """`default_alertmanager_url` unless REGRESS_ALERTMANAGER_URL says otherwise (empty: that sink is off);
+        webhooks only when their variables are set."""
         env = os.environ.get
         kwargs: dict[str, Any] = {
             "alertmanager_url": dg.EnvVar(ENV_ALERTMANAGER)
             if env(ENV_ALERTMANAGER) is not None
-            else f"http://{LAB_HOST}:{LabSettings.from_env().alertmanager_port}",
+            else default_alertmanager_url,
             "dagster_url": env(ENV_DAGSTER_URL, "http://127.0.0.1:3000"),
             "outbox_path": env(ENV_OUTBOX, ""),
         }

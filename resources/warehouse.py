@@ -1,9 +1,18 @@
-"""Results warehouse: every area's figures in one DuckDB file, queryable with plain SQL."""
+"""Results warehouse: one DuckDB file, queryable with plain SQL, written only by the regression scorecard.
+
+The scorecard copies what the Dagster instance holds (runs, metrics, check results, verdicts) into it, so it
+can be deleted and rebuilt at any time (see regression_pipelines/reports/tables.py for the tables). DuckDB
+allows one writing process per file and Dagster runs steps in parallel processes: every connection is
+taken under an exclusive lock file next to the database, so a reader or writer queues instead of failing
+with "Could not set lock on file".
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -11,16 +20,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from regression_pipelines.errors import ResourceConfigError
-from regression_pipelines.results import ScenarioResult
 
 RESOURCE = "WarehouseResource"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id VARCHAR, area VARCHAR, metric VARCHAR, value DOUBLE, unit VARCHAR, direction VARCHAR,
-    recorded_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS invariants (
-    run_id VARCHAR, area VARCHAR, invariant VARCHAR, passed BOOLEAN, detail VARCHAR, recorded_at TIMESTAMPTZ);
-"""
 
 
 def _default_path() -> str:
@@ -33,30 +34,27 @@ class WarehouseResource(ConfigurableResource):
 
     path: str = Field(default_factory=_default_path, description="DuckDB file (default $DAGSTER_HOME/warehouse.duckdb)")
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The warehouse, held exclusively (across processes) until the block ends; timestamps in UTC."""
         target = Path(self.path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(str(target))
-        except (OSError, duckdb.Error) as exc:
-            raise ResourceConfigError(
-                RESOURCE,
-                "path",
-                f"cannot open {target} ({exc})",
-                "set REGRESS_WAREHOUSE_PATH to a writable file",
-            ) from None
-        conn.execute(_SCHEMA)
-        return conn
+            lock = open(target.with_name(target.name + ".lock"), "a")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise self._unusable(target, exc) from None
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                conn = duckdb.connect(str(target))
+            except duckdb.Error as exc:
+                raise self._unusable(target, exc) from None
+            with conn:
+                conn.execute("SET TimeZone = 'UTC'")
+                yield conn
 
-    def record(self, run_id: str, result: ScenarioResult) -> None:
-        now = datetime.now(UTC)
-        with self.connect() as conn:
-            conn.executemany(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, result.area, m.name, m.value, m.unit, m.direction.value, now) for m in result.metrics],
-            )
-            if result.invariants:
-                conn.executemany(
-                    "INSERT INTO invariants VALUES (?, ?, ?, ?, ?, ?)",
-                    [(run_id, result.area, i.name, i.passed, i.detail, now) for i in result.invariants],
-                )
+    @staticmethod
+    def _unusable(target: Path, exc: Exception) -> ResourceConfigError:
+        return ResourceConfigError(
+            RESOURCE, "path", f"cannot open {target} ({exc})", "set REGRESS_WAREHOUSE_PATH to a writable file"
+        )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from regression_pipelines.lab.settings import REPO_ROOT, LabSettings
+from tests.report_history import SeededHistory
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,21 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.delenv("REGRESS_DAGSTER_PG_URL", raising=False)
     yield home
+
+
+@pytest.fixture(scope="session")
+def seeded_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededHistory]:
+    """Four toy areas materialized round after round (clean, failed invariant, regression, skipped), once per
+    session; tests materialize the reporting assets on it into their own folders."""
+    import dagster as dg
+
+    from tests.report_history import Seeder
+
+    home = tmp_path_factory.mktemp("seeded_history")
+    with dg.DagsterInstance.ephemeral(tempdir=str(home)) as instance:
+        seeder = Seeder()
+        areas = seeder.seed(instance)
+        yield SeededHistory(instance, areas, seeder)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

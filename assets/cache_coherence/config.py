@@ -1,64 +1,40 @@
-"""Settings of one cache-coherence run, validated up front so a typo fails before any workload starts."""
+"""Settings of one cache-coherence run: the Dagster run config and the scenario's settings in one model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from regression_pipelines.kit import AreaConfig, one_of
 
 MODES = ("cache_aside", "write_through")
 FAULTS = ("none", "skip_invalidation", "delay_invalidation", "no_ttl")
 
 
-class CacheConfigError(ValueError):
-    """Names the setting that is wrong and what would be right."""
+class CacheConfig(AreaConfig):
+    """Bounded by `max_ops` and `max_seconds` per mode; `fault` injects a real bug on the real code path."""
 
+    modes: list[Annotated[str, one_of(*MODES)]] = Field(
+        default=list(MODES), min_length=1, description="cache_aside and/or write_through"
+    )
+    keys: int = Field(default=100, ge=1, le=100_000, description="Rows/keys in the cached table")
+    readers: int = Field(default=4, ge=1, le=64, description="Concurrent reader threads")
+    writers: int = Field(default=2, ge=1, le=64, description="Concurrent writer threads")
+    writes_per_second: float = Field(default=200.0, ge=1, le=50_000, description="Total paced write rate")
+    max_ops: int = Field(default=20_000, ge=1, le=2_000_000, description="Operation budget per mode")
+    max_seconds: float = Field(default=4.0, ge=0.1, le=600, description="Time budget per mode")
+    ttl_seconds: float = Field(default=30.0, ge=1, le=86_400, description="Cache TTL the application sets")
+    settle_seconds: float = Field(default=0.5, ge=0, le=60, description="Wait before comparing cache with database")
+    max_stale_read_rate: float = Field(default=0.01, ge=0, le=1, description="Bound for the stale-read check")
+    fault: Annotated[str, one_of(*FAULTS)] = Field(default="none", description=" | ".join(FAULTS))
+    delay_invalidation_ms: int = Field(
+        default=0, ge=0, le=10_000, description="Delay for fault=delay_invalidation (ms)"
+    )
+    seed: int = Field(default=7, description="Seed of the key choice")
 
-@dataclass(frozen=True)
-class CacheConfig:
-    modes: tuple[str, ...] = MODES
-    keys: int = 100
-    readers: int = 4
-    writers: int = 2
-    writes_per_second: float = 200.0  # total across writers; reads are unpaced
-    max_ops: int = 20_000  # per mode, reads + writes
-    max_seconds: float = 4.0  # per mode
-    ttl_seconds: float = 30.0
-    settle_seconds: float = 0.5
-    max_stale_read_rate: float = 0.01
-    fault: str = "none"
-    delay_invalidation_ms: int = 0
-    seed: int = 7
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "modes", tuple(self.modes))
-        problems = []
-        for mode in self.modes:
-            if mode not in MODES:
-                problems.append(f"modes: {mode!r} is unknown; use any of {', '.join(MODES)}")
-        if not self.modes:
-            problems.append(f"modes: empty; use any of {', '.join(MODES)}")
-        if self.fault not in FAULTS:
-            problems.append(f"fault: {self.fault!r} is unknown; use one of {', '.join(FAULTS)}")
+    @model_validator(mode="after")
+    def _delay_needs_a_value(self) -> CacheConfig:
         if self.fault == "delay_invalidation" and self.delay_invalidation_ms <= 0:
-            problems.append("delay_invalidation_ms: must be > 0 with fault=delay_invalidation, e.g. 50")
-        limits = {
-            "keys": (1, 100_000),
-            "readers": (1, 64),
-            "writers": (1, 64),
-            "max_ops": (1, 2_000_000),
-            "max_seconds": (0.1, 600),
-            "writes_per_second": (1, 50_000),
-            "ttl_seconds": (1, 86_400),
-            "settle_seconds": (0, 60),
-            "max_stale_read_rate": (0, 1),
-            "delay_invalidation_ms": (0, 10_000),
-        }
-        for name, (low, high) in limits.items():
-            value = getattr(self, name)
-            if not low <= value <= high:
-                problems.append(f"{name}: {value} is outside [{low}, {high}]")
-        if problems:
-            raise CacheConfigError("invalid cache_coherence config: " + "; ".join(problems))
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+            raise ValueError("delay_invalidation_ms: must be > 0 with fault=delay_invalidation, e.g. 50")
+        return self

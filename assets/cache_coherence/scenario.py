@@ -1,6 +1,8 @@
 """Cache-coherence scenario: concurrent readers and writers against PostgreSQL + Redis, judged by an oracle.
 
-Plain Python (no Dagster): takes a connection factory and a Redis client, returns a ScenarioResult.
+Plain Python (no Dagster): takes a connection factory and a Redis client, returns a ScenarioResult. A server
+that answers with errors (Redis OOM, PostgreSQL refusing connections) is measured: each failed operation is
+counted and named in `no_operation_errors`, and the workers carry on until the budget ends.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import redis
 from assets.cache_coherence.config import CacheConfig
 from assets.cache_coherence.oracle import CommitLog
 from assets.cache_coherence.store import CachedTable, CacheEntry
-from regression_pipelines.measure import nines, percentile
-from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
+from regression_pipelines.errors import ResourceConfigError
+from regression_pipelines.measure import ErrorTally, describe_error, nines, percentile
+from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
 
 AREA = "cache_coherence"
 INVARIANTS = ("no_divergence_after_settle", "stale_read_rate_within_bound", "ttl_expiry_honoured")
 TTL_PROBE_MS = 300
 
 ConnectionFactory = Callable[[], psycopg.Connection]
+# What a misbehaving server raises mid-workload (ResourceConfigError: a reconnect the server refused).
+OPERATION_ERRORS = (psycopg.Error, redis.RedisError, ResourceConfigError, OSError)
 
 
 @dataclass
@@ -40,7 +45,8 @@ class ModeStats:
     cache_latency_ms: list[float] = field(default_factory=list)
     db_latency_ms: list[float] = field(default_factory=list)
     staleness_ms: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: ErrorTally = field(default_factory=ErrorTally)  # shared by every mode of one run
+    crashes: list[str] = field(default_factory=list)  # a worker that died: a harness bug, never measured away
     elapsed_s: float = 0.0
 
 
@@ -82,27 +88,37 @@ def _reader(
     seed: int,
 ) -> None:
     pick_key = _key_picker(table.config.keys, seed)
-    with connect() as conn:
+    db = _Connection(connect)
+    try:
         while budget.take():
             key = pick_key()
             started = time.monotonic()
             expected = log.latest(key)
-            t0 = time.perf_counter()
-            entry = table.cache_get(key)
-            t1 = time.perf_counter()
-            if entry is not None and not entry.tombstone:
-                stats.hits += 1
-                stats.cache_latency_ms.append((t1 - t0) * 1000)
-                served = entry.version
-            else:
-                version, value = table.db_read(conn, key)
-                stats.db_latency_ms.append((time.perf_counter() - t1) * 1000)
-                table.cache_put(key, CacheEntry(version, False, value))
-                served = version
+            try:
+                t0 = time.perf_counter()
+                entry = table.cache_get(key)
+                t1 = time.perf_counter()
+                if entry is not None and not entry.tombstone:
+                    stats.hits += 1
+                    stats.cache_latency_ms.append((t1 - t0) * 1000)
+                    served, fill = entry.version, None
+                else:
+                    version, value = table.db_read(db.get(), key)
+                    stats.db_latency_ms.append((time.perf_counter() - t1) * 1000)
+                    served, fill = version, CacheEntry(version, False, value)
+            except OPERATION_ERRORS as exc:
+                stats.errors.failed(exc)
+                db.discard_if_broken()
+                continue
+            stats.errors.ok()
             stats.reads += 1
             if served < expected:
                 stats.stale_reads += 1
                 stats.staleness_ms.append(log.staleness(key, served, started) * 1000)
+            if fill is not None:  # the reader got its value; a failed fill is an error of its own
+                _counted(stats.errors, table.cache_put, key, fill)
+    finally:
+        db.close()
 
 
 def _writer(
@@ -117,36 +133,78 @@ def _writer(
 ) -> None:
     pick_key = _key_picker(table.config.keys, seed)
     next_at = time.monotonic()
-    with connect() as conn:
+    db = _Connection(connect)
+    try:
         while budget.take():
             key = pick_key()
-            version, value, committed_at = table.db_write(conn, key)
-            log.record(key, version, committed_at)
-            table.after_write(mode, key, version, value)
-            stats.writes += 1
+            try:
+                version, value, committed_at = table.db_write(db.get(), key)
+            except OPERATION_ERRORS as exc:
+                stats.errors.failed(exc)
+                db.discard_if_broken()
+            else:
+                log.record(key, version, committed_at)  # committed: the oracle knows, whatever the cache does
+                stats.writes += 1
+                stats.errors.ok()
+                _counted(stats.errors, table.after_write, mode, key, version, value)
             next_at += interval_s
             pause = next_at - time.monotonic()
             if pause > 0:
                 time.sleep(min(pause, max(0.0, budget.deadline - time.monotonic())))
+    finally:
+        db.close()
+
+
+def _counted(errors: ErrorTally, action: Callable[..., None], *args: object) -> None:
+    """One cache operation, counted as done or failed (a failed cache update never hides the write)."""
+    try:
+        action(*args)
+    except OPERATION_ERRORS as exc:
+        errors.failed(exc)
+    else:
+        errors.ok()
+
+
+class _Connection:
+    """A worker's database connection, reopened after the server dropped it (each failure is counted)."""
+
+    def __init__(self, connect: ConnectionFactory) -> None:
+        self._connect = connect
+        self._conn: psycopg.Connection | None = None
+
+    def get(self) -> psycopg.Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+            self._conn.execute("SET application_name = 'cache_coherence.worker'")  # tells operators what it is
+        return self._conn
+
+    def discard_if_broken(self) -> None:
+        if self._conn is not None and (self._conn.broken or self._conn.closed):
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 def _guarded(target: Callable[..., None], stats: ModeStats) -> Callable[..., None]:
     def run(*args: object) -> None:
         try:
             target(*args)
-        except Exception as exc:  # a worker error must surface in the result, never vanish in a thread
-            stats.errors.append(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a worker bug must surface in the result, never vanish in a thread
+            stats.crashes.append(f"{type(exc).__name__}: {exc}")
 
     return run
 
 
 def _run_mode(
-    mode: str, config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis
+    mode: str, config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis, errors: ErrorTally
 ) -> list[Metric | Invariant]:
     run_tag = uuid.uuid4().hex[:12]
     table = CachedTable(run_tag, config, cache)
     log = CommitLog(config.keys)
-    stats = ModeStats()
+    stats = ModeStats(errors=errors)
     with connect() as admin:
         table.create(admin)
         try:
@@ -171,15 +229,17 @@ def _run_mode(
             for thread in threads:
                 thread.join(config.max_seconds + 30)
             stats.elapsed_s = time.monotonic() - started
-            if stats.errors:
-                raise RuntimeError(f"{mode}: {len(stats.errors)} worker errors, first: {stats.errors[0]}")
+            if stats.crashes:
+                raise RuntimeError(f"{mode}: {len(stats.crashes)} worker(s) crashed, first: {stats.crashes[0]}")
             table.wait_for_pending(config.delay_invalidation_ms / 1000 + 5)
+            for error in table.deferred_errors:
+                errors.failed(error)
             time.sleep(config.settle_seconds)
             divergent = _divergent_keys(table, admin)
-            ttl_problem = _ttl_problem(table, config)
+            ttl = _ttl_check(table, config, errors)
         finally:
             table.drop(admin)
-    return _mode_figures(mode, config, stats, divergent, ttl_problem)
+    return _mode_figures(mode, config, stats, divergent, ttl)
 
 
 def _divergent_keys(table: CachedTable, conn: psycopg.Connection) -> list[int]:
@@ -193,41 +253,50 @@ def _divergent_keys(table: CachedTable, conn: psycopg.Connection) -> list[int]:
     return sorted(divergent)
 
 
-def _ttl_problem(table: CachedTable, config: CacheConfig) -> str:
-    """Empty when every cached entry expires within the TTL and a short-TTL probe really expires."""
+def _ttl_check(table: CachedTable, config: CacheConfig, errors: ErrorTally) -> tuple[bool, str]:
+    """Every cached entry expires within the TTL, and a short-TTL probe really expires: (passed, detail)."""
     limit_ms = int(config.ttl_seconds * 1000)
     for key in range(config.keys):
         pttl = table.cache.pttl(table.cache_key(key))
         if pttl == -1:
-            return f"key {table.cache_key(key)} has no expiry (configured ttl {config.ttl_seconds}s)"
+            return False, f"key {table.cache_key(key)} has no expiry (configured ttl {config.ttl_seconds}s)"
         if pttl > limit_ms:
-            return f"key {table.cache_key(key)} expires in {pttl} ms > ttl {limit_ms} ms"
+            return False, f"key {table.cache_key(key)} expires in {pttl} ms > ttl {limit_ms} ms"
+    honoured = f"all cached keys expire within {config.ttl_seconds}s"
     probe_key = config.keys  # outside the workload's key range
-    table.cache_put(probe_key, CacheEntry(1, False, "probe"), ttl_ms=TTL_PROBE_MS)
+    try:
+        table.cache_put(probe_key, CacheEntry(1, False, "probe"), ttl_ms=TTL_PROBE_MS)
+    except redis.RedisError as exc:  # the write error is the news (no_operation_errors); what is cached expires
+        errors.failed(exc)
+        return True, f"{honoured}; the {TTL_PROBE_MS} ms probe could not be written ({describe_error(exc)})"
     time.sleep(TTL_PROBE_MS / 1000 * 2)
     if table.cache_get(probe_key) is not None:
-        return f"probe written with ttl {TTL_PROBE_MS} ms still present after {TTL_PROBE_MS * 2} ms"
-    return ""
+        return False, f"probe written with ttl {TTL_PROBE_MS} ms still present after {TTL_PROBE_MS * 2} ms"
+    return True, f"{honoured}; a {TTL_PROBE_MS} ms probe expired"
 
 
 def _mode_figures(
-    mode: str, config: CacheConfig, stats: ModeStats, divergent: list[int], ttl_problem: str
+    mode: str, config: CacheConfig, stats: ModeStats, divergent: list[int], ttl: tuple[bool, str]
 ) -> list[Metric | Invariant]:
     ops = stats.reads + stats.writes
     stale_rate = stats.stale_reads / stats.reads if stats.reads else float("nan")
     lower, higher = Direction.LOWER_IS_BETTER, Direction.HIGHER_IS_BETTER
     figures: list[Metric | Invariant] = [
         Metric(f"{mode}.ops_per_s", ops / stats.elapsed_s if stats.elapsed_s else 0.0, "ops/s", higher),
-        Metric(f"{mode}.hit_ratio", stats.hits / stats.reads if stats.reads else 0.0, "ratio", higher),
-        Metric(f"{mode}.stale_read_rate", stale_rate, "ratio", lower),
-        Metric(f"{mode}.stale_read_nines", nines(stale_rate, stats.reads), "nines", higher),
+        Metric(
+            f"{mode}.hit_ratio", stats.hits / stats.reads if stats.reads else 0.0, "ratio", higher, samples=stats.reads
+        ),
+        Metric(f"{mode}.stale_read_rate", stale_rate, "ratio", lower, samples=stats.reads),
+        Metric(f"{mode}.stale_read_nines", nines(stale_rate, stats.reads), "nines", higher, samples=stats.reads),
         Metric(f"{mode}.divergent_keys", len(divergent), "keys", lower),
-        Metric(f"{mode}.reads", stats.reads, "ops", higher),
-        Metric(f"{mode}.writes", stats.writes, "ops", higher),
+        Metric(f"{mode}.reads", stats.reads, "ops", higher, kind=MetricKind.VOLUME),
+        Metric(f"{mode}.writes", stats.writes, "ops", higher, kind=MetricKind.VOLUME),
     ]
     for source, samples in (("cache", stats.cache_latency_ms), ("db", stats.db_latency_ms)):
         for q in (50, 95, 99):
-            figures.append(Metric(f"{mode}.{source}_read_p{q}_ms", percentile(samples, q), "ms", lower))
+            figures.append(
+                Metric(f"{mode}.{source}_read_p{q}_ms", percentile(samples, q), "ms", lower, samples=len(samples))
+            )
     for label, q in (("p50", 50), ("p99", 99), ("max", 100)):
         figures.append(
             Metric(
@@ -235,6 +304,7 @@ def _mode_figures(
                 percentile(stats.staleness_ms, q) if stats.staleness_ms else 0.0,
                 "ms",
                 lower,
+                samples=len(stats.staleness_ms),
             )
         )
     facts = {"mode": mode, "reads": stats.reads, "stale_reads": stats.stale_reads}
@@ -254,8 +324,7 @@ def _mode_figures(
         ),
         Invariant(
             "ttl_expiry_honoured",
-            not ttl_problem,
-            ttl_problem or f"all cached keys expire within {config.ttl_seconds}s; a {TTL_PROBE_MS} ms probe expired",
+            *ttl,
             facts,
         ),
     ]
@@ -282,10 +351,13 @@ def run(config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis) -> 
     """Run each configured mode in turn (each with a fresh table and key space) and gather the figures."""
     result = ScenarioResult(area=AREA)
     per_mode: list[Invariant] = []
+    errors = ErrorTally()
     for mode in config.modes:
-        for figure in _run_mode(mode, config, connect, cache):
+        for figure in _run_mode(mode, config, connect, cache, errors):
             (result.metrics if isinstance(figure, Metric) else per_mode).append(figure)
-    result.invariants = _merge_modes(per_mode)
+    error_rate, no_errors = errors.figures("cache and database operations")
+    result.metrics.append(error_rate)
+    result.invariants = [*_merge_modes(per_mode), no_errors]
     with connect() as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]
     result.comparable_on.update(

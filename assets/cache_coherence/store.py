@@ -59,6 +59,7 @@ class CachedTable:
         self._guarded_set = cache.register_script(_GUARDED_SET)
         self._pending: list[threading.Timer] = []
         self._pending_lock = threading.Lock()
+        self.deferred_errors: list[BaseException] = []  # failures of delayed cache updates, counted later
 
     # --- setup / teardown -------------------------------------------------------------------------------
     def create(self, conn: psycopg.Connection) -> None:
@@ -116,7 +117,13 @@ class CachedTable:
         self.cache_put(key, entry)
 
     def _later(self, action, *args) -> None:  # noqa: ANN001 - a bound method and its arguments
-        timer = threading.Timer(self.config.delay_invalidation_ms / 1000, action, args)
+        def run() -> None:
+            try:
+                action(*args)
+            except redis.RedisError as exc:
+                self.deferred_errors.append(exc)
+
+        timer = threading.Timer(self.config.delay_invalidation_ms / 1000, run)
         timer.daemon = True
         with self._pending_lock:
             self._pending.append(timer)

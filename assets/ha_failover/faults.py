@@ -17,8 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from assets.ha_failover.cluster import ClusterTarget
 from regression_pipelines.errors import mask_secrets
+from resources.patroni.client import ClusterTarget
 
 
 class Mode(StrEnum):
@@ -27,14 +27,6 @@ class Mode(StrEnum):
     KILL_POSTMASTER = "kill_postmaster"  # kill -9 postmaster alone: Patroni restarts it in place
     PAUSE = "pause"  # SIGSTOP Patroni + PostgreSQL for N seconds, then SIGCONT: a frozen node
     KILL_PATRONI = "kill_patroni"  # kill -9 Patroni alone: orphaned primary, split brain without a watchdog
-
-
-def parse_mode(value: str) -> Mode:
-    """The mode named in run config, or an error listing the valid ones."""
-    try:
-        return Mode(value.strip().lower())
-    except ValueError:
-        raise ValueError(f"ha_failover config.mode={value!r} is not one of {[m.value for m in Mode]}") from None
 
 
 class FaultError(RuntimeError):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from assets.ha_failover.cluster import ClusterTarget
 from assets.ha_failover.faults import FaultError, LocalSignalInjector
 from regression_pipelines.lab import patroni_members
 from regression_pipelines.lab.settings import LabSettings
+from resources.patroni.client import ClusterTarget
 
 
 def lab_injector(target: ClusterTarget, settings: LabSettings | None = None) -> LocalSignalInjector:

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from assets.ha_failover.cluster import READ_ONLY_SQLSTATE, ClusterTarget
+from resources.patroni.client import READ_ONLY_SQLSTATE, ClusterTarget
 
 
 class Outcome(StrEnum):
@@ -213,6 +213,20 @@ def judge_ledger(ops: Sequence[Op], rows: Sequence[Row], fault_start: float, wri
     gap_from, gap_to = max(candidates, key=lambda p: p[1] - p[0])
     verdict.outage_s, verdict.outage_from, verdict.outage_to = max(0.0, gap_to - gap_from), gap_from, gap_to
     return verdict
+
+
+# HAProxy routes again only after two passing checks (inter 500 ms): writes this soon after recovery may fail.
+RECOVERY_GRACE_S = 3.0
+
+
+def writes_outside_outage(ops: Sequence[Op], fault_at: float, healthy_at: float | None) -> list[Op]:
+    """Writes made while the cluster was meant to be fine: before the fault, or after it recovered (plus grace).
+
+    Errors among them are operation errors (a locked table, a refused permission, a timeout on a healthy
+    cluster); errors inside the window are the outage being measured. No recovery: nothing after the fault.
+    """
+    end = healthy_at + RECOVERY_GRACE_S if healthy_at is not None else float("inf")
+    return [op for op in ops if op.invoked_at < fault_at or op.invoked_at > end]
 
 
 def write_history_jsonl(ops: Sequence[Op], path: Path, origin: float) -> Path:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from assets.ha_failover.cluster import ClusterTarget
-from assets.ha_failover.observe import writable_members
+from resources.patroni.client import ClusterTarget
+from resources.patroni.view import writable_members
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from assets.ha_failover.cluster import ClusterTarget
-from assets.ha_failover.observe import replication_from, view_members
+from resources.patroni.client import ClusterTarget
+from resources.patroni.view import replication_from, view_members
 
 
 @dataclass(frozen=True)

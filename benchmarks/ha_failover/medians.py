@@ -14,12 +14,13 @@ import time
 import uuid
 from pathlib import Path
 
-from assets.ha_failover.cluster import ClusterTarget
-from assets.ha_failover.failover import FailoverConfig, run_failover
-from assets.ha_failover.faults import Mode, choose_injector, parse_mode
+from assets.ha_failover.config import FailoverConfig
+from assets.ha_failover.faults import Mode, choose_injector
 from assets.ha_failover.lab_faults import lab_injector
 from assets.ha_failover.recovery import reinit_stranded_replicas, wait_healthy
-from resources.patroni import PatroniResource
+from assets.ha_failover.scenario import RunPlace, run_failover
+from regression_pipelines.resources_config import lab_patroni
+from resources.patroni.client import ClusterTarget
 
 COLUMNS = [
     ("outage_s", "failover.outage_s"),
@@ -47,7 +48,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="ledger writes per second")
     parser.add_argument("--synchronous", action="store_true", help="PATCH synchronous_mode on for the runs")
     args = parser.parse_args()
-    target = PatroniResource.for_lab().checked_target()
+    target = lab_patroni().checked_target()
     if args.synchronous:
         set_synchronous(target, True)
     try:
@@ -77,7 +78,7 @@ def bench(target: ClusterTarget, args: argparse.Namespace) -> int:
     out = Path(tempfile.mkdtemp(prefix="ha-bench-"))
     rows = []
     sync_mode = "?"
-    for mode in [parse_mode(m) for m in args.modes.split(",")]:
+    for mode in [Mode(m.strip().lower()) for m in args.modes.split(",")]:
         figures: dict[str, list[float]] = {name: [] for name, _ in COLUMNS}
         changed = 0
         for i in range(args.runs):
@@ -87,10 +88,8 @@ def bench(target: ClusterTarget, args: argparse.Namespace) -> int:
                 if wait_healthy(target, timeout_s=30) is None:
                     raise SystemExit("lab cluster not healthy; stopping")
             injector = choose_injector(mode, target, "", None if mode is Mode.SWITCHOVER else lab_injector(target))
-            config = FailoverConfig(
-                mode=mode, run_id=uuid.uuid4().hex, output_dir=out, pause_seconds=args.pause, write_rate_hz=args.rate
-            )
-            result = run_failover(target, config, injector)
+            config = FailoverConfig(mode=mode.value, pause_seconds=args.pause, write_rate_hz=args.rate)
+            result = run_failover(target, config, injector, RunPlace(uuid.uuid4().hex, out))
             sync_mode = str(result.environment.get("synchronous_mode"))
             changed += result.environment.get("leader_changed") is True
             for name, metric in COLUMNS:

@@ -31,29 +31,34 @@ def run_command(args: argparse.Namespace) -> int:
     home = ensure_dagster_home()
     import dagster as dg
 
-    from regression_pipelines.definitions import defs
-    from regression_pipelines.running.execute import (
-        area_config_fields,
-        attach_verdicts,
-        destructive_areas,
-        run_areas,
-        summarise,
+    from regression_pipelines.definitions import AREAS, defs
+    from regression_pipelines.running.execute import attach_verdicts, current_report, run_areas, summarise
+    from regression_pipelines.running.overrides import (
+        OverrideError,
+        parse_areas,
+        parse_overrides,
+        to_run_config,
+        validate_overrides,
     )
-    from regression_pipelines.running.overrides import OverrideError, parse_areas, parse_overrides, to_run_config
     from regression_pipelines.running.summary import dumps, render_table
 
-    fields = area_config_fields(defs)
+    fields = {area.name: list(area.config.model_fields) for area in AREAS}
+    destructive = [area.name for area in AREAS if area.destructive]
     try:
-        destructive = destructive_areas(defs)
         areas = parse_areas(args.areas, list(fields), destructive)
-        run_config = to_run_config(parse_overrides(args.overrides, fields))
+        overrides = parse_overrides(args.overrides, fields)
+        validate_overrides(overrides, {area.name: area.config for area in AREAS})
+        run_config = to_run_config(overrides)
     except OverrideError as exc:
         print(f"regress run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    log_level = "DEBUG" if args.verbose else "WARNING"
     with dg.DagsterInstance.get() as instance:
-        result, outcomes = run_areas(defs, instance, areas, run_config, "DEBUG" if args.verbose else "WARNING")
+        result, outcomes = run_areas(defs, instance, areas, run_config, log_level)
         attach_verdicts(defs, instance, outcomes)
         summary = summarise(result, outcomes, str(home))
+        report = current_report(defs, instance, result, log_level)
+    summary.report_path = report.html if report else ""
     out_dir = home / "runs"
     out_dir.mkdir(exist_ok=True)
     summary.json_path = str(out_dir / f"{summary.run_id}.json")
@@ -71,6 +76,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(
             f"dagster: run {summary.run_id} is in DAGSTER_HOME={home}; browse it with `dagster dev -w workspace.yaml`"
         )
+        print(f"report: {summary.report_path or 'not written (see the run in Dagster)'}")
     if not summary.success:
         return EXIT_FAILED
     if args.fail_on_regression and any(o.regressed for o in summary.outcomes):

@@ -1,4 +1,5 @@
-"""Run selected area assets through the `full_regression` job on the DAGSTER_HOME instance."""
+"""Run selected area assets, then the scorecard, report and exports, through the `full_regression` job on the
+DAGSTER_HOME instance."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ from typing import Any
 import dagster as dg
 
 from regression_pipelines.perf_check import PERF_CHECK_NAME
-from regression_pipelines.results import Invariant, invariants_from_metadata, metrics_from_metadata
+from regression_pipelines.reports.launch import REPORTING_KEYS, ReportOutputs, materialize_reports, report_outputs
+from regression_pipelines.results import (
+    Invariant,
+    invariants_from_metadata,
+    metrics_from_metadata,
+    skip_reason_from_metadata,
+)
 from regression_pipelines.running.summary import AreaOutcome, RunSummary
-
-
-def destructive_areas(defs: dg.Definitions) -> list[str]:
-    """Areas tagged destructive=true: never run unless named explicitly with --areas."""
-    return [
-        a.key.to_user_string() for a in _area_assets(defs) if a.tags_by_key.get(a.key, {}).get("destructive") == "true"
-    ]
 
 
 def attach_verdicts(defs: dg.Definitions, instance: dg.DagsterInstance, outcomes: list[AreaOutcome]) -> None:
@@ -36,6 +36,8 @@ def attach_verdicts(defs: dg.Definitions, instance: dg.DagsterInstance, outcomes
                 "metric": mv.metric.name,
                 "status": "regression" if mv.regressed else mv.verdict.status,
                 "verdict": mv.verdict.status,
+                "reason": mv.verdict.reason,
+                "kind": mv.metric.kind.value,
                 "severity": mv.verdict.severity,
                 "change_pct": mv.verdict.change_pct,
                 "baseline": mv.verdict.baseline,
@@ -46,23 +48,6 @@ def attach_verdicts(defs: dg.Definitions, instance: dg.DagsterInstance, outcomes
             }
             for mv in evaluation.metrics
         ]
-
-
-def area_config_fields(defs: dg.Definitions) -> dict[str, list[str]]:
-    """Each area asset and the names of its run-config settings (for --set validation)."""
-    fields: dict[str, list[str]] = {}
-    for assets_def in _area_assets(defs):
-        schema = assets_def.op.config_schema
-        config_type = schema.config_type if schema is not None else None
-        names = list(getattr(config_type, "fields", {}).keys()) if config_type is not None else []
-        fields[assets_def.key.to_user_string()] = names
-    return fields
-
-
-def _area_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
-    graph = defs.resolve_asset_graph()
-    area_keys = dg.AssetSelection.groups("areas").resolve(graph)
-    return sorted((graph.get(key).assets_def for key in area_keys), key=lambda a: a.key.to_user_string())
 
 
 def run_areas(
@@ -77,7 +62,7 @@ def run_areas(
     result = job.execute_in_process(
         run_config=config,
         instance=instance,
-        asset_selection=[dg.AssetKey.from_user_string(a) for a in areas],
+        asset_selection=[*(dg.AssetKey.from_user_string(a) for a in areas), *REPORTING_KEYS],
         raise_on_error=False,
         tags={"regress/launched_by": "regress run"},
     )
@@ -88,7 +73,10 @@ def _outcomes(result: dg.ExecuteInProcessResult, areas: list[str]) -> list[AreaO
     outcomes = {area: AreaOutcome(area=area) for area in areas}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
-        outcome = outcomes[materialization.asset_key.to_user_string()]
+        outcome = outcomes.get(materialization.asset_key.to_user_string())
+        if outcome is None:
+            continue  # the scorecard, report or exports
+        outcome.skipped = skip_reason_from_metadata(materialization.metadata) or ""
         outcome.metrics = metrics_from_metadata(materialization.metadata)
         stored = {inv.name: inv for inv in invariants_from_metadata(materialization.metadata)}
         outcome.invariants = list(stored.values())
@@ -110,6 +98,18 @@ def _outcomes(result: dg.ExecuteInProcessResult, areas: list[str]) -> list[AreaO
                 if event.step_key and event.step_key.endswith(area.replace("/", "__")) and not outcomes[area].metrics:
                     outcomes[area].error = message.splitlines()[0] if message else "step failed"
     return list(outcomes.values())
+
+
+def current_report(
+    defs: dg.Definitions, instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, log_level: str = "WARNING"
+) -> ReportOutputs | None:
+    """The report this run wrote; when an area's failure made Dagster skip the reporting steps, they run on
+    their own right after, so the report always includes this run."""
+    outputs = report_outputs(result)
+    if outputs is None:
+        report_run = materialize_reports(defs, instance, log_level=log_level, tags={"regress/after_run": result.run_id})
+        outputs = report_outputs(report_run)
+    return outputs
 
 
 def summarise(result: dg.ExecuteInProcessResult, outcomes: list[AreaOutcome], dagster_home: str) -> RunSummary:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pydantic
 import yaml
+
+from regression_pipelines.kit import AreaConfig, describe_validation_error
 
 
 class OverrideError(ValueError):
@@ -32,6 +35,15 @@ def parse_overrides(items: Sequence[str], known_fields: Mapping[str, Sequence[st
             value = raw_value
         config.setdefault(area, {})[key] = value
     return config
+
+
+def validate_overrides(per_area: Mapping[str, Mapping[str, Any]], models: Mapping[str, type[AreaConfig]]) -> None:
+    """Check the values against each area's config model now, so a bad value is a one-line error, not a run."""
+    for area, values in per_area.items():
+        try:
+            models[area].model_validate(dict(values))
+        except pydantic.ValidationError as exc:
+            raise OverrideError(f"--set {area}: {describe_validation_error(exc)}") from None
 
 
 def to_run_config(per_area: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -12,8 +12,10 @@ BIN = Path(sys.executable).parent
 FAST_CACHE = ["--set", "cache_coherence.max_seconds=1", "--set", "cache_coherence.settle_seconds=0.2"]
 
 
-def regress(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+def regress(
+    *args: str, home: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAGSTER_HOME": str(home), **(env or {})}
     return subprocess.run(
         [str(BIN / "regress"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )

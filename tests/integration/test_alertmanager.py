@@ -16,9 +16,8 @@ import dagster as dg
 import pytest
 
 from regression_pipelines.alerts.receiver import WebhookReceiver
-from regression_pipelines.lab import health, procs, services, state
+from regression_pipelines.lab import procs, services, state
 from regression_pipelines.lab.settings import LabSettings
-from regression_pipelines.perf_check import performance_regression_check
 from regression_pipelines.results import Metric, ScenarioResult, to_metadata
 from regression_pipelines.sensors import ALERTING_RESOURCE_KEY, regression_sensor
 from resources.alerting import AlertingResource
@@ -42,13 +41,14 @@ def lab_settings() -> Iterator[LabSettings]:
 def alertmanager(lab_settings: LabSettings) -> Iterator[str]:
     """The lab's Alertmanager (rendered from deploy/local/alertmanager.yml.tmpl), started if not running."""
     pid = None
-    if not health.alertmanager_ok(lab_settings)[0]:
+    service = services.get("alertmanager")
+    if not service.ready(lab_settings)[0]:
         try:
-            pid = services.start_alertmanager(lab_settings)
+            pid = service.start(lab_settings, "alertmanager")
         except Exception as exc:  # no binary on this machine: say so rather than fail obscurely
             pytest.skip(f"cannot start the lab Alertmanager: {exc}")
         deadline = time.monotonic() + 30
-        while not health.alertmanager_ok(lab_settings)[0]:
+        while not service.ready(lab_settings)[0]:
             if time.monotonic() > deadline:
                 procs.stop(pid)
                 pytest.fail(f"Alertmanager did not become ready; see {lab_settings.lab_dir}/alertmanager")
@@ -84,7 +84,6 @@ def test_regression_reaches_alertmanager_and_its_webhook(
     alerting = AlertingResource(alertmanager_url=alertmanager, outbox_path=str(tmp_path / "outbox.sqlite"))
     defs = dg.Definitions(
         assets=[dg.AssetSpec(AREA, group_name="areas")],
-        asset_checks=[performance_regression_check(AREA)],
         resources={ALERTING_RESOURCE_KEY: alerting},
     )
     rng = random.Random(5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,25 +17,33 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.ha_failover import ha_failover
-from assets.ha_failover.failover import (
+from assets.ha_failover import AREA
+from assets.ha_failover.config import FailoverConfig
+from assets.ha_failover.faults import Mode, PatroniRestInjector
+from assets.ha_failover.ledger import ledger_table_name
+from assets.ha_failover.recovery import reinit_stranded_replicas, wait_healthy
+from assets.ha_failover.scenario import (
     FAILOVER_INVARIANTS,
     NO_PHANTOMS,
     NO_TWO_WRITABLE,
     RECOVERY_SLO,
     ZERO_LOST,
-    FailoverConfig,
+    RunPlace,
     run_failover,
 )
-from assets.ha_failover.faults import Mode, PatroniRestInjector
-from assets.ha_failover.observe import writable_members
-from assets.ha_failover.recovery import reinit_stranded_replicas, wait_healthy
-from regression_pipelines.errors import UnsafeTargetError
 from regression_pipelines.lab import patroni_members
 from regression_pipelines.lab.settings import LabSettings
+from regression_pipelines.measure import NO_OPERATION_ERRORS
+from regression_pipelines.resources_config import lab_patroni
 from resources.patroni import PatroniResource
+from resources.patroni.view import writable_members
+from tests.areas import materialize_area, step_failure
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
+
+
+def place(tmp_path: Path) -> RunPlace:
+    return RunPlace(uuid.uuid4().hex, tmp_path)
 
 
 def healthy_leader(resource: PatroniResource) -> tuple[str, int | None]:
@@ -48,19 +57,13 @@ def healthy_leader(resource: PatroniResource) -> tuple[str, int | None]:
 
 
 def run_asset(resource: PatroniResource, config: dict, home: Path) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [ha_failover],
-        instance=dg.DagsterInstance.ephemeral(tempdir=str(home)),
-        resources={"patroni": resource},
-        run_config={"ops": {"ha_failover": {"config": config}}},
-        raise_on_error=False,
-    )
+    return materialize_area(AREA, home, resources={"patroni": resource}, config=config)
 
 
 # pause here is 5 s (< ttl): a frozen leader, no failover. Past ttl: see the test below.
 @pytest.mark.parametrize("mode", ["switchover", "kill_patroni_postmaster", "kill_postmaster", "pause", "kill_patroni"])
 def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSettings, mode: str, tmp_path: Path) -> None:
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     healthy_leader(resource)
     result = run_asset(resource, {"mode": mode, "allow_destructive": True, "pause_seconds": 5.0}, tmp_path)
     assert result.success, result.all_events
@@ -71,8 +74,17 @@ def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSetti
     assert metadata["env/synchronous_mode"].value in ("True", "False")
     assert Path(metadata["env/history_jsonl"].value).read_text().count("\n") > 10
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert set(checks) == set(FAILOVER_INVARIANTS)
-    assert checks[ZERO_LOST] and checks["no_split_brain"] and checks["recovery_within_slo"]
+    assert set(checks) == {*FAILOVER_INVARIANTS, NO_OPERATION_ERRORS, "performance_regression"}
+    assert checks[NO_OPERATION_ERRORS], "no write failed outside the fault window"
+    assert checks["no_split_brain"] and checks["recovery_within_slo"]
+    lost = metadata["metric/failover.lost_acknowledged"].value
+    assert checks[ZERO_LOST] == (lost == 0)
+    if mode == "kill_patroni_postmaster" and metadata["env/synchronous_mode"].value == "False":
+        # Asynchronous replication: a hard kill may lose the leader's last acknowledged commits (seen once in
+        # CI: 1 row); Patroni bounds it by maximum_lag_on_failover. The check must say so, never hide it.
+        assert lost <= 5
+    else:
+        assert checks[ZERO_LOST]
     if mode == "kill_patroni":  # no watchdog: the orphaned primary keeps accepting writes (measured)
         assert checks[NO_TWO_WRITABLE] is False
     if mode in ("switchover", "kill_patroni_postmaster"):
@@ -87,7 +99,7 @@ def test_pause_past_ttl_runs_and_records_whatever_patroni_does(lab: LabSettings,
     """Leader frozen 20 s (ttl 10 s). Patroni 3.0.2 + etcd3 sometimes lets the resumed old leader overwrite
     the new leader key (patroni PR #2689, fixed in 3.0.3): writes acknowledged by the new leader are lost and
     it is stranded on a newer timeline. The run must finish, record the figures and say so in its checks."""
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     healthy_leader(resource)
     result = run_asset(resource, {"mode": "pause", "allow_destructive": True, "pause_seconds": 20.0}, tmp_path)
     assert result.success, result.all_events
@@ -100,7 +112,7 @@ def test_pause_past_ttl_runs_and_records_whatever_patroni_does(lab: LabSettings,
 
 
 def test_orphaned_old_primary_accepting_a_direct_write_is_split_brain(lab: LabSettings) -> None:
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     target = resource.target()
     old, _ = healthy_leader(resource)
     patroni = patroni_members.patroni_pid(lab, old)
@@ -128,7 +140,7 @@ def test_orphaned_old_primary_accepting_a_direct_write_is_split_brain(lab: LabSe
 
 
 def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, tmp_path: Path) -> None:
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     healthy_leader(resource)
     target = resource.checked_target()
 
@@ -136,8 +148,10 @@ def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, 
         with target.connect(target.rw_port) as conn:
             conn.execute(f"DELETE FROM {table} WHERE id = (SELECT min(id) FROM {table})")
 
-    config = FailoverConfig(mode=Mode.SWITCHOVER, run_id=uuid.uuid4().hex, output_dir=tmp_path)
-    result = run_failover(target, config, PatroniRestInjector(target), tamper=delete_first_acknowledged)
+    config = FailoverConfig(mode=Mode.SWITCHOVER.value)
+    result = run_failover(
+        target, config, PatroniRestInjector(target), place(tmp_path), tamper=delete_first_acknowledged
+    )
     lost = result.invariant(ZERO_LOST)
     assert not lost.passed and lost.facts["lost"] == 1
     assert result.metric("failover.lost_acknowledged").value == 1
@@ -145,7 +159,7 @@ def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, 
 
 
 def test_row_never_acknowledged_fails_the_phantom_check(lab: LabSettings, tmp_path: Path) -> None:
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     healthy_leader(resource)
     target = resource.checked_target()
 
@@ -153,8 +167,8 @@ def test_row_never_acknowledged_fails_the_phantom_check(lab: LabSettings, tmp_pa
         with target.connect(target.rw_port) as conn:  # a write no client ever sent: a phantom
             conn.execute(f"INSERT INTO {table} (id) VALUES (987654321)")
 
-    config = FailoverConfig(mode=Mode.SWITCHOVER, run_id=uuid.uuid4().hex, output_dir=tmp_path)
-    result = run_failover(target, config, PatroniRestInjector(target), tamper=insert_unacknowledged)
+    config = FailoverConfig(mode=Mode.SWITCHOVER.value)
+    result = run_failover(target, config, PatroniRestInjector(target), place(tmp_path), tamper=insert_unacknowledged)
     assert not result.invariant(NO_PHANTOMS).passed
     assert result.metric("failover.phantom_writes").value == 1
     assert result.invariant(ZERO_LOST).passed
@@ -162,12 +176,12 @@ def test_row_never_acknowledged_fails_the_phantom_check(lab: LabSettings, tmp_pa
 
 
 def test_outage_longer_than_the_slo_fails_the_recovery_check(lab: LabSettings, tmp_path: Path) -> None:
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     healthy_leader(resource)
     target = resource.checked_target()
     # A real switchover interrupts writes for about 2 s; an SLO of 0.2 s must be breached.
-    config = FailoverConfig(mode=Mode.SWITCHOVER, run_id=uuid.uuid4().hex, output_dir=tmp_path, recovery_slo_s=0.2)
-    result = run_failover(target, config, PatroniRestInjector(target))
+    config = FailoverConfig(mode=Mode.SWITCHOVER.value, recovery_slo_s=0.2)
+    result = run_failover(target, config, PatroniRestInjector(target), place(tmp_path))
     slo = result.invariant(RECOVERY_SLO)
     assert not slo.passed and result.metric("failover.outage_s").value > 0.2, slo.detail
     healthy_leader(resource)
@@ -181,14 +195,45 @@ def test_outage_longer_than_the_slo_fails_the_recovery_check(lab: LabSettings, t
     ],
 )
 def test_refusals_touch_nothing(lab: LabSettings, config: dict, message: str, tmp_path: Path) -> None:
-    resource = PatroniResource.for_lab(lab)
+    resource = lab_patroni(lab)
     leader, timeline = healthy_leader(resource)
     pids = patroni_members.member_pids(lab)
     result = run_asset(resource, config, tmp_path)
     assert not result.success
-    errors = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert errors
-    text = errors[0].event_specific_data.error.to_string()
-    assert message in text and UnsafeTargetError.__name__ in text
+    text = step_failure(result)
+    assert message in text and "did nothing" in text
     assert healthy_leader(resource) == (leader, timeline)
     assert patroni_members.member_pids(lab) == pids
+
+
+def test_writes_failing_on_a_healthy_cluster_fail_no_operation_errors(lab: LabSettings, tmp_path: Path) -> None:
+    """Failing twin of no_operation_errors: the ledger table is locked before the fault, so writes time out on a
+    healthy cluster (errors inside the fault window are the outage, these are not)."""
+    resource = lab_patroni(lab)
+    healthy_leader(resource)
+    target = resource.checked_target()
+    run = place(tmp_path)
+    table = ledger_table_name(run.run_id)
+    held = threading.Event()
+
+    def lock_the_ledger() -> None:
+        with target.connect(target.rw_port, statement_timeout_ms=20000) as conn:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                time.sleep(0.05)
+            with conn.transaction():
+                conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                held.set()
+                time.sleep(2.6)  # past the writer's 2 s statement timeout
+
+    locker = threading.Thread(target=lock_the_ledger, daemon=True)
+    locker.start()
+    config = FailoverConfig(mode=Mode.SWITCHOVER.value, baseline_s=4.0)
+    result = run_failover(target, config, PatroniRestInjector(target), run)
+    locker.join(30)
+    assert held.is_set()
+    failed = {inv.name for inv in result.invariants if not inv.passed}
+    assert failed == {NO_OPERATION_ERRORS}, [(i.name, i.detail) for i in result.invariants]
+    assert "statement timeout" in result.invariant(NO_OPERATION_ERRORS).detail
+    assert result.metric("error_rate").value > 0
+    healthy_leader(resource)

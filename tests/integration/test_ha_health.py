@@ -1,4 +1,5 @@
-"""ha_health against the real lab cluster, and its failing twin: a stopped replica is not streaming.
+"""ha_health against the real lab cluster, and its failing twins: a stopped replica is not streaming; a frozen
+Patroni fails the operation-error check.
 
 Run on your own lab: REGRESS_LAB_PORT_OFFSET=2000 REGRESS_LAB_DIR=/tmp/lab-ha pytest tests/integration/test_ha_*.py
 """
@@ -8,16 +9,19 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from assets.ha_failover import ha_health
-from assets.ha_failover.health import ALL_REPLICAS_STREAMING, HealthConfig, run_health
 from assets.ha_failover.recovery import cluster_state, wait_healthy
+from assets.ha_health import AREA
+from assets.ha_health.scenario import ALL_REPLICAS_STREAMING, HealthConfig, run_health
 from regression_pipelines.lab import patroni_members
 from regression_pipelines.lab.settings import LabSettings
-from resources.patroni import PatroniResource
+from regression_pipelines.measure import NO_OPERATION_ERRORS
+from regression_pipelines.resources_config import lab_patroni
+from tests.areas import materialize_area
 
 pytestmark = pytest.mark.lab
 
@@ -26,16 +30,18 @@ def checks_by_name(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
-def test_health_asset_passes_on_a_healthy_cluster(lab: LabSettings) -> None:
-    resource = PatroniResource.for_lab(lab)
+def test_health_asset_passes_on_a_healthy_cluster(lab: LabSettings, tmp_path: Path) -> None:
+    resource = lab_patroni(lab)
     assert wait_healthy(resource.target(), timeout_s=60) is not None
-    result = dg.materialize([ha_health], resources={"patroni": resource})
+    result = materialize_area(AREA, tmp_path, resources={"patroni": resource})
     assert result.success
     assert checks_by_name(result) == {
         "single_leader": True,
         "all_replicas_streaming": True,
         "replication_lag_within_limit": True,
         "routing_correct": True,
+        "no_operation_errors": True,
+        "performance_regression": True,
     }
     metadata = result.asset_materializations_for_node("ha_health")[0].metadata
     assert metadata["metric/health.replicas_streaming"].value == 2
@@ -45,7 +51,7 @@ def test_health_asset_passes_on_a_healthy_cluster(lab: LabSettings) -> None:
 
 @pytest.mark.destructive
 def test_stopped_replica_fails_the_streaming_check(lab: LabSettings) -> None:
-    target = PatroniResource.for_lab(lab).target()
+    target = lab_patroni(lab).target()
     before = wait_healthy(target, timeout_s=60)
     assert before is not None and before.leader is not None
     replica = next(m.name for m in target.members if m.name != before.leader)
@@ -65,3 +71,25 @@ def test_stopped_replica_fails_the_streaming_check(lab: LabSettings) -> None:
     finally:
         patroni_members.start_member(lab, replica, wait=60)
         assert wait_healthy(target, timeout_s=90) is not None
+
+
+@pytest.mark.destructive
+def test_member_whose_rest_api_stops_answering_fails_no_operation_errors(lab: LabSettings) -> None:
+    """Failing twin of no_operation_errors: a replica's Patroni frozen (SIGSTOP) answers no probe, while its
+    PostgreSQL keeps streaming and the leader is unaffected, so only the error check fails."""
+    target = lab_patroni(lab).target()
+    before = wait_healthy(target, timeout_s=60)
+    assert before is not None and before.leader is not None
+    replica = next(m.name for m in target.members if m.name != before.leader)
+    patroni = patroni_members.patroni_pid(lab, replica)
+    assert patroni
+    os.kill(patroni, signal.SIGSTOP)
+    try:
+        result = run_health(target, HealthConfig())
+    finally:
+        os.kill(patroni, signal.SIGCONT)
+    failed = {inv.name for inv in result.invariants if not inv.passed}
+    assert failed == {NO_OPERATION_ERRORS}, [(i.name, i.detail) for i in result.invariants]
+    assert f"{replica}: Patroni REST API did not answer" in result.invariant(NO_OPERATION_ERRORS).detail
+    assert result.metric("error_rate").value > 0
+    assert wait_healthy(target, timeout_s=60) is not None

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from regression_pipelines.errors import ResourceConfigError
+from regression_pipelines.resources_config import lab_alerting
 from resources.alerting import AlertingResource, default_outbox_path
 
 
@@ -15,7 +16,7 @@ def test_from_env_defaults_to_lab_alertmanager(monkeypatch: pytest.MonkeyPatch) 
     for name in ("REGRESS_ALERTMANAGER_URL", "REGRESS_WEBHOOK_URL", "REGRESS_SLACK_WEBHOOK_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REGRESS_LAB_PORT_OFFSET", "3000")
-    resource = AlertingResource.from_env()
+    resource = lab_alerting()
     assert resource.alertmanager_url == "http://127.0.0.1:22093"
     assert [s.name for s in resource.sinks()] == ["alertmanager"]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dagster as dg
+from pathlib import Path
+
 import pytest
 
-from assets.ha_failover import ha_failover
-from assets.ha_failover.cluster import ClusterTarget, Member
+from assets.ha_failover import AREA
 from assets.ha_failover.faults import (
     CommandTemplateInjector,
     FaultError,
@@ -18,6 +18,8 @@ from assets.ha_failover.guard import require_destructive_opt_in
 from assets.ha_failover.monitor import Sample, leader_timeline, split_brain_rounds
 from regression_pipelines.errors import UnsafeTargetError
 from resources.patroni import PatroniResource
+from resources.patroni.client import ClusterTarget, Member
+from tests.areas import materialize_area, step_failure
 
 TARGET = ClusterTarget("127.0.0.1", (Member("pg0", 1, 2), Member("pg1", 3, 4)), 5, 6, "postgres", "pw")
 
@@ -44,11 +46,12 @@ def test_allow_listed_target_must_match_the_resource() -> None:
     require_destructive_opt_in(True, "lab", [], "127.0.0.1")
 
 
-def test_asset_without_opt_in_fails_before_contacting_anything() -> None:
+def test_asset_without_opt_in_fails_before_contacting_anything(tmp_path: Path) -> None:
     # The resource points at closed ports: reaching any of them would give a ResourceConfigError instead.
     resource = PatroniResource(rest_ports=[1, 2, 3], pg_ports=[4, 5, 6], haproxy_rw_port=7, haproxy_ro_port=8)
-    with pytest.raises(UnsafeTargetError, match="did nothing"):
-        dg.materialize([ha_failover], resources={"patroni": resource}, raise_on_error=True)
+    result = materialize_area(AREA, tmp_path, resources={"patroni": resource})
+    assert not result.success
+    assert "allow_destructive: true" in step_failure(result) and "did nothing" in step_failure(result)
 
 
 def test_choose_injector() -> None:
@@ -82,11 +85,3 @@ def test_leader_timeline_and_split_brain_rounds() -> None:
     assert [s.at for s in split_brain_rounds(samples)] == [12.0]
     steady = leader_timeline([Sample(11.0, ("pg0",), ("pg0",))], "pg0", fault_at=10.0)
     assert steady.time_to_leader_s == 0.0 and not steady.leader_lost
-
-
-def test_parse_mode_names_the_valid_modes() -> None:
-    from assets.ha_failover.faults import parse_mode
-
-    assert parse_mode(" Pause ") is Mode.PAUSE
-    with pytest.raises(ValueError, match="kill_postmaster"):
-        parse_mode("reboot")

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from assets.ha_failover.cluster import ClusterTarget, Member
-from assets.ha_failover.failover import (
-    NO_SPLIT_BRAIN,
-    NO_TWO_WRITABLE,
-    RECOVERY_SLO,
-    ZERO_LOST,
-    FailoverConfig,
-    Observed,
-    judge,
-)
+from assets.ha_failover.config import FailoverConfig
 from assets.ha_failover.faults import Mode
 from assets.ha_failover.ledger import LedgerVerdict
 from assets.ha_failover.monitor import Sample
 from assets.ha_failover.recovery import ClusterState, Recovery
+from assets.ha_failover.scenario import (
+    NO_SPLIT_BRAIN,
+    NO_TWO_WRITABLE,
+    RECOVERY_SLO,
+    ZERO_LOST,
+    Observed,
+    judge,
+)
+from resources.patroni.client import ClusterTarget, Member
 
 TARGET = ClusterTarget("127.0.0.1", (Member("pg0", 1, 2), Member("pg1", 3, 4)), 5, 6, "postgres", "pw")
 
 
 def run(lost: list[int], synchronous: bool, expect_zero_loss: bool, healthy: bool = True, samples: list | None = None):
-    config = FailoverConfig(Mode.SWITCHOVER, "r", Path("/tmp"), expect_zero_loss=expect_zero_loss)
+    config = FailoverConfig(mode=Mode.SWITCHOVER.value, expect_zero_loss=expect_zero_loss)
     obs = Observed("pg0", 1, {"synchronous_mode": synchronous}, fault_at=10.0, heal_at=10.0)
     obs.verdict = LedgerVerdict(attempted=10, acknowledged=9, failed=1, unknown=0, lost=lost, outage_s=2.0)
     state = ClusterState("pg1", ("pg0",), 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assets.ha_failover.health import (
+from assets.ha_health.scenario import (
     ALL_REPLICAS_STREAMING,
     LAG_WITHIN_LIMIT,
     ROUTING_CORRECT,
@@ -13,9 +13,9 @@ from assets.ha_failover.health import (
     HealthObservation,
     evaluate_health,
 )
-from assets.ha_failover.observe import MemberView, ReplicaView, RouteView
 from regression_pipelines.errors import ResourceConfigError
 from resources.patroni import PatroniResource
+from resources.patroni.view import MemberView, ReplicaView, RouteView
 
 
 def member(name: str, leader: bool, in_recovery: bool | None = None) -> MemberView:

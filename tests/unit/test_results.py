@@ -4,11 +4,11 @@ import math
 import dagster as dg
 import pytest
 
-from regression_pipelines.area_glue import to_materialize_result
 from regression_pipelines.results import (
     Direction,
     Invariant,
     Metric,
+    MetricKind,
     ScenarioResult,
     invariants_from_metadata,
     metrics_from_metadata,
@@ -60,13 +60,41 @@ def test_unknown_direction_is_rejected() -> None:
         Metric("a", 1, "ms", "sideways")  # type: ignore[arg-type]
 
 
-def test_materialize_result_has_one_check_per_declared_invariant() -> None:
-    materialized = to_materialize_result(_result(), ["no_loss", "isolated", "not_run"])
-    outcome = {c.check_name: c.passed for c in materialized.check_results}
-    assert outcome == {"no_loss": True, "isolated": False, "not_run": False}
-    assert json.loads(materialized.metadata["regress/metric_schema"])["a.ops_per_s"]["direction"] == "higher_is_better"
+def test_kind_and_samples_round_trip() -> None:
+    result = ScenarioResult(
+        area="demo",
+        metrics=[
+            Metric("a.p99_ms", 4.2, "ms", kind=MetricKind.PERFORMANCE, samples=12),
+            Metric("a.writes", 300, "ops", Direction.HIGHER_IS_BETTER, MetricKind.VOLUME),
+            Metric("a.version", 15.0, "", kind="info"),  # type: ignore[arg-type]
+        ],
+    )
+    metadata = to_metadata(result)
+    assert metrics_from_metadata(metadata) == sorted(result.metrics, key=lambda m: m.name)
+    assert {m.name: (m.kind, m.samples) for m in metrics_from_metadata(metadata)} == {
+        "a.p99_ms": (MetricKind.PERFORMANCE, 12),
+        "a.writes": (MetricKind.VOLUME, None),
+        "a.version": (MetricKind.INFO, None),
+    }
+    assert metadata["metric/a.p99_ms"] == 4.2  # the plotted value key is unchanged
 
 
-def test_undeclared_invariant_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="not declared"):
-        to_materialize_result(_result(), ["no_loss"])
+def test_metadata_stored_before_kinds_reads_back_as_performance_without_samples() -> None:
+    old = {
+        "regress/area": "demo",
+        "metric/a.writes": 300.0,
+        "regress/metric_schema": json.dumps({"a.writes": {"unit": "ops", "direction": "higher_is_better"}}),
+    }
+    (metric,) = metrics_from_metadata(old)
+    assert (metric.kind, metric.samples, metric.direction) == (MetricKind.PERFORMANCE, None, Direction.HIGHER_IS_BETTER)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"samples": -1}, "samples"), ({"samples": 2.5}, "samples")])
+def test_bad_sample_count_is_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Metric("a", 1, "ms", **kwargs)
+
+
+def test_unknown_kind_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        Metric("a", 1, "ms", kind="throughput")  # type: ignore[arg-type]

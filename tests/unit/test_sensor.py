@@ -11,8 +11,9 @@ import dagster as dg
 import pytest
 
 from regression_pipelines.alerts.receiver import WebhookReceiver
-from regression_pipelines.perf_check import PERF_CHECK_NAME, performance_regression_check
-from regression_pipelines.results import Invariant, Metric, ScenarioResult, to_metadata
+from regression_pipelines.kit.factory import area_asset
+from regression_pipelines.perf_check import PERF_CHECK_NAME, perf_check_spec
+from regression_pipelines.results import Invariant, Metric, MetricKind, ScenarioResult, to_metadata
 from regression_pipelines.sensors import (
     ALERTING_RESOURCE_KEY,
     load_cursor,
@@ -21,16 +22,20 @@ from regression_pipelines.sensors import (
     regression_sensor,
 )
 from resources.alerting import AlertingResource
+from tests.areas import materialize_area, toy_area
 
 AREA = "toy_area"
 KEY = dg.AssetKey(AREA)
 CHECK_KEY = dg.AssetCheckKey(KEY, PERF_CHECK_NAME)
 
 
+def _toy(p99_ms: float = 10.0, invariants: tuple[str, ...] = (), policies: dict | None = None):  # noqa: ANN202
+    return toy_area(lambda: ScenarioResult(AREA, metrics=[Metric("p99_ms", p99_ms, "ms")]), AREA, invariants, policies)
+
+
 def _defs(alerting: AlertingResource, policies: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[dg.AssetSpec(AREA, group_name="areas"), dg.AssetSpec("not_an_area", group_name="reports")],
-        asset_checks=[performance_regression_check(AREA, policies)],
+        assets=[area_asset(_toy(policies=policies)), dg.AssetSpec("not_an_area", group_name="reports")],
         sensors=[regression_sensor],
         resources={ALERTING_RESOURCE_KEY: alerting},
     )
@@ -52,12 +57,13 @@ class Harness:
             alertmanager_url="", webhook_url=url or self.receiver.url, outbox_path=str(self.outbox), timeout_s=1
         )
 
-    def record(self, latency: float, stale_ok: bool = True) -> None:
+    def record(self, latency: float, stale_ok: bool = True, extra: tuple[Metric, ...] = ()) -> None:
         result = ScenarioResult(
             area=AREA,
             metrics=[
                 Metric("p99_ms", latency * (1 + self.rng.gauss(0, 0.01)), "ms", "lower_is_better"),
                 Metric("ops_per_s", 1000 * (1 + self.rng.gauss(0, 0.01)), "ops/s", "higher_is_better"),
+                *extra,
             ],
             invariants=[Invariant("no_stale_reads", stale_ok, "0 stale reads" if stale_ok else "12 stale reads")],
         )
@@ -150,6 +156,31 @@ def test_step_alerts_once_then_resolves_and_restart_does_not_realert(harness: Ha
     assert harness.checks()[-1].passed
 
 
+def test_volume_metric_never_alerts_and_retires_the_alert_it_raised_before_it_had_a_kind(harness: Harness) -> None:
+    def writes(value: float, kind: MetricKind = MetricKind.PERFORMANCE) -> tuple[Metric, ...]:
+        return (Metric("writes", value, "ops", "higher_is_better", kind),)
+
+    for _ in range(12):
+        harness.record(10.0, extra=writes(300))
+    harness.tick()
+    harness.record(10.0, extra=writes(150))
+    harness.record(10.0, extra=writes(150))
+    harness.tick()
+    [alert] = harness.alerts()  # judged as performance, half the work looked like a regression
+    assert alert["labels"]["metric"] == "writes"
+
+    harness.record(10.0, extra=writes(150, MetricKind.VOLUME))
+    harness.tick()
+    assert [(a["status"], a["labels"]["metric"]) for a in harness.alerts()] == [
+        ("firing", "writes"),
+        ("resolved", "writes"),
+    ]
+    harness.record(10.0, extra=writes(100, MetricKind.VOLUME))
+    harness.tick()
+    assert len(harness.alerts()) == 2  # no new alert, no second resolve
+    assert harness.checks()[-1].passed
+
+
 def test_replaying_a_tick_with_an_old_cursor_does_not_realert(harness: Harness) -> None:
     """A tick that alerted but died before the daemon saved its cursor is repeated: no second page."""
     _baseline(harness)
@@ -200,17 +231,11 @@ def test_failed_invariant_alerts_and_resolves(harness: Harness) -> None:
     assert [a["status"] for a in harness.alerts()] == ["firing", "resolved"]
 
 
-def test_in_run_check_is_not_recorded_twice(harness: Harness) -> None:
+def test_in_run_check_is_not_recorded_twice(harness: Harness, tmp_path: Path) -> None:
     """An area materialized in a run gets its verdict from the in-run check; the sensor only alerts."""
-
-    @dg.asset(name=AREA, group_name="areas")
-    def toy_area() -> dg.MaterializeResult:
-        result = ScenarioResult(area=AREA, metrics=[Metric("p99_ms", 10.0, "ms")])
-        return dg.MaterializeResult(metadata=to_metadata(result))
-
     _baseline(harness)
     harness.tick()
-    outcome = dg.materialize([toy_area, performance_regression_check(AREA)], instance=harness.instance, selection=[KEY])
+    outcome = materialize_area(_toy(10.0), tmp_path, instance=harness.instance)
     assert outcome.success
     in_run = [c for c in harness.checks() if c.target_materialization_data.run_id == outcome.run_id]
     assert len(in_run) == 1 and in_run[0].passed
@@ -264,20 +289,11 @@ def test_run_failure_alerts_and_next_success_resolves(harness: Harness) -> None:
     assert [a["status"] for a in harness.alerts()] == ["firing", "resolved"]
 
 
-def test_in_run_check_fails_on_a_step_and_the_sensor_alerts_once(harness: Harness) -> None:
+def test_in_run_check_fails_on_a_step_and_the_sensor_alerts_once(harness: Harness, tmp_path: Path) -> None:
     """Failing twin of the in-run check: the run's own verdict fails, the sensor pages once, no duplicate."""
-
-    @dg.asset(name=AREA, group_name="areas")
-    def toy_area() -> dg.MaterializeResult:
-        result = ScenarioResult(area=AREA, metrics=[Metric("p99_ms", 14.0, "ms")])
-        return dg.MaterializeResult(metadata=to_metadata(result))
-
     _baseline(harness)
     harness.tick()
-    runs = [
-        dg.materialize([toy_area, performance_regression_check(AREA)], instance=harness.instance, selection=[KEY])
-        for _ in range(2)
-    ]
+    runs = [materialize_area(_toy(14.0), tmp_path, instance=harness.instance) for _ in range(2)]
     harness.tick()
     by_run = {r.run_id: [c for c in harness.checks() if c.target_materialization_data.run_id == r.run_id] for r in runs}
     assert [len(checks) for checks in by_run.values()] == [1, 1]
@@ -301,22 +317,20 @@ def test_declared_slo_alerts_on_the_newest_run_alone(harness: Harness) -> None:
 
 def test_unknown_policy_field_is_named() -> None:
     with pytest.raises(ValueError, match="upper_bund"):
-        performance_regression_check(AREA, {"p99_ms": {"upper_bund": 1.0}})
+        perf_check_spec(KEY, {"p99_ms": {"upper_bund": 1.0}})
 
 
-def test_invariant_the_scenario_never_evaluated_alerts(harness: Harness) -> None:
+def test_invariant_the_scenario_never_evaluated_alerts(harness: Harness, tmp_path: Path) -> None:
     """Such a failure exists only as a check result of the run (not in metadata); it must page too."""
-    from regression_pipelines.area_glue import invariant_check_specs, to_materialize_result
 
-    @dg.asset(name=AREA, group_name="areas", check_specs=invariant_check_specs(AREA, ["no_stale_reads", "ttl"]))
-    def toy_area() -> dg.MaterializeResult:
+    def produce() -> ScenarioResult:
         result = ScenarioResult(AREA, metrics=[Metric("p99_ms", 10.0, "ms")])
         result.invariants.append(Invariant("no_stale_reads", True, "0 stale reads"))
-        return to_materialize_result(result, ["no_stale_reads", "ttl"])
+        return result
 
     _baseline(harness)
     harness.tick()
-    dg.materialize([toy_area], instance=harness.instance)
+    materialize_area(toy_area(produce, AREA, ("no_stale_reads", "ttl")), tmp_path, instance=harness.instance)
     harness.tick()
     [alert] = harness.alerts()
     assert alert["labels"]["alertname"] == "InvariantFailed" and alert["labels"]["invariant"] == "ttl"

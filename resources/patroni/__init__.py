@@ -1,26 +1,21 @@
-"""A Patroni cluster behind HAProxy (the lab's by default) as a Dagster resource.
+"""A Patroni cluster behind HAProxy (the lab's by default) as a Dagster resource, plus its plain client.
 
-Holds endpoints and credentials only; scenarios get a plain `ClusterTarget` from `target()`, so they stay
-free of Dagster. `target()` refuses non-loopback hosts unless allow-listed, and `checked_target()` also
-proves that the REST API answers before anything else is attempted.
+Holds endpoints and credentials only; scenarios get a plain `ClusterTarget` (client.py) from `target()` and
+read the cluster through view.py, so they stay free of Dagster. `target()` refuses non-loopback hosts unless
+allow-listed, and `checked_target()` also proves that the REST API answers before anything else is attempted.
+Defaults are the lab's default ports; the code location passes the running lab's (resources_config.py).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from regression_pipelines.errors import ResourceConfigError
-from regression_pipelines.lab.settings import LabSettings
 from resources._network import require_allowed_host
-
-if TYPE_CHECKING:
-    from assets.ha_failover.cluster import ClusterTarget
+from resources.patroni.client import ClusterTarget, Member
 
 RESOURCE = "PatroniResource"
-_LAB = LabSettings()
 
 
 class PatroniResource(ConfigurableResource):
@@ -31,13 +26,11 @@ class PatroniResource(ConfigurableResource):
     )
     member_names: list[str] = Field(default_factory=lambda: ["pg0", "pg1", "pg2"], description="Patroni member names")
     rest_ports: list[int] = Field(
-        default_factory=lambda: list(_LAB.patroni_rest_ports), description="Patroni REST port per member"
+        default_factory=lambda: [18008, 18009, 18010], description="Patroni REST port per member"
     )
-    pg_ports: list[int] = Field(
-        default_factory=lambda: list(_LAB.patroni_pg_ports), description="PostgreSQL port per member"
-    )
-    haproxy_rw_port: int = Field(default=_LAB.haproxy_rw_port, description="HAProxy read-write port (-> /primary)")
-    haproxy_ro_port: int = Field(default=_LAB.haproxy_ro_port, description="HAProxy read-only port (-> /replica)")
+    pg_ports: list[int] = Field(default_factory=lambda: [15433, 15434, 15435], description="PostgreSQL port per member")
+    haproxy_rw_port: int = Field(default=15000, description="HAProxy read-write port (-> /primary)")
+    haproxy_ro_port: int = Field(default=15001, description="HAProxy read-only port (-> /replica)")
     user: str = Field(default="postgres", description="SQL role used for probes and the write ledger")
     password: str = Field(default="", description="Its password; pass it with EnvVar('REGRESS_PATRONI_PASSWORD')")
     dbname: str = Field(default="postgres", description="Database for probes and the write ledger")
@@ -45,27 +38,9 @@ class PatroniResource(ConfigurableResource):
     rest_password: str = Field(default="", description="Patroni REST basic-auth password")
     connect_timeout_s: int = Field(default=2, description="Seconds before a SQL connection attempt gives up")
     rest_timeout_s: float = Field(default=1.5, description="Seconds before a REST call gives up")
-    maximum_lag_bytes: int = Field(default=16 * 1024 * 1024, description="Replication lag the health check allows")
     allowed_hosts: list[str] = Field(default_factory=list, description="Non-loopback hosts you allow")
 
-    @classmethod
-    def for_lab(cls, settings: LabSettings | None = None, **overrides: object) -> PatroniResource:
-        """The lab's cluster, honouring REGRESS_LAB_PORT_OFFSET (used by tests and benchmarks)."""
-        s = settings or LabSettings.from_env()
-        values: dict[str, object] = {
-            "rest_ports": list(s.patroni_rest_ports),
-            "pg_ports": list(s.patroni_pg_ports),
-            "haproxy_rw_port": s.haproxy_rw_port,
-            "haproxy_ro_port": s.haproxy_ro_port,
-            "password": s.patroni_superuser_password,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
-
     def target(self) -> ClusterTarget:
-        # Imported here: assets.ha_failover imports this module, and the plain target type lives there.
-        from assets.ha_failover.cluster import ClusterTarget, Member
-
         require_allowed_host(RESOURCE, self.host, self.allowed_hosts)
         if not (len(self.member_names) == len(self.rest_ports) == len(self.pg_ports)) or not self.member_names:
             raise ResourceConfigError(

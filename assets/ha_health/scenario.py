@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from assets.ha_failover.cluster import ClusterTarget
-from assets.ha_failover.observe import (
+from assets.ha_health.config import HealthConfig
+from regression_pipelines.measure import ErrorTally
+from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
+from resources.patroni.client import ClusterTarget
+from resources.patroni.view import (
     MemberView,
     ReplicaView,
     RouteView,
@@ -21,7 +24,6 @@ from assets.ha_failover.observe import (
     replication_from,
     view_members,
 )
-from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
 
 AREA = "ha_health"
 SINGLE_LEADER = "single_leader"
@@ -29,12 +31,6 @@ ALL_REPLICAS_STREAMING = "all_replicas_streaming"
 LAG_WITHIN_LIMIT = "replication_lag_within_limit"
 ROUTING_CORRECT = "routing_correct"
 HEALTH_INVARIANTS = (SINGLE_LEADER, ALL_REPLICAS_STREAMING, LAG_WITHIN_LIMIT, ROUTING_CORRECT)
-
-
-@dataclass(frozen=True)
-class HealthConfig:
-    maximum_lag_bytes: int = 16 * 1024 * 1024
-    ro_probes: int = 3  # connections through the read-only port (HAProxy balances them over replicas)
 
 
 @dataclass
@@ -141,6 +137,31 @@ def _routing(obs: HealthObservation) -> Invariant:
     return Invariant(ROUTING_CORRECT, not problems, detail, {"problems": len(problems)})
 
 
+def _probe_errors(obs: HealthObservation) -> ErrorTally:
+    """Every probe that got no answer or an error: a member that stops answering is news even with a leader."""
+    tally = ErrorTally()
+    for m in obs.members:
+        if m.rest_role is None:
+            tally.failed(f"{m.name}: Patroni REST API did not answer")
+        else:
+            tally.ok()
+        if m.error:
+            tally.failed(f"{m.name}: SQL {m.error}")
+        else:
+            tally.ok()
+    if obs.leader is not None:
+        if obs.replication_error:
+            tally.failed(f"pg_stat_replication on {obs.leader}: {obs.replication_error}")
+        else:
+            tally.ok()
+    for route in [obs.rw, *obs.ro]:
+        if route is not None and route.error:
+            tally.failed(f"route :{route.port}: {route.error}")
+        elif route is not None:
+            tally.ok()
+    return tally
+
+
 def evaluate_health(obs: HealthObservation, config: HealthConfig) -> ScenarioResult:
     """Judge one observation: metrics for plots, one invariant per asset check."""
     metrics = [
@@ -164,7 +185,9 @@ def evaluate_health(obs: HealthObservation, config: HealthConfig) -> ScenarioRes
     ro_ok = [ro.latency_s for ro in obs.ro if not ro.error]
     if ro_ok:
         metrics.append(Metric("health.ro_route_latency_s", max(ro_ok), "s"))
-    invariants = [_single_leader(obs), _streaming(obs), _lag(obs, config), _routing(obs)]
+    error_rate, no_errors = _probe_errors(obs).figures("probes (REST, SQL per member, replication, routes)")
+    metrics.append(error_rate)
+    invariants = [_single_leader(obs), _streaming(obs), _lag(obs, config), _routing(obs), no_errors]
     comparable_on = {"synchronous_mode": bool(obs.environment.get("synchronous_mode", False))}
     return ScenarioResult(AREA, metrics, invariants, dict(obs.environment), comparable_on)
 

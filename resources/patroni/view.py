@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from assets.ha_failover.cluster import READ_ONLY_SQLSTATE, ClusterTarget, Member
+from resources.patroni.client import READ_ONLY_SQLSTATE, ClusterTarget, Member
 
 
 @dataclass(frozen=True)

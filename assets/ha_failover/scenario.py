@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from assets.ha_failover.cluster import ClusterTarget
+from assets.ha_failover.config import FailoverConfig
 from assets.ha_failover.faults import FaultError, FaultInjector, Mode
 from assets.ha_failover.ledger import (
     LedgerVerdict,
     LedgerWriter,
+    Op,
+    Outcome,
     create_ledger,
     drop_ledger,
     judge_ledger,
     ledger_table_name,
     read_ledger,
     write_history_jsonl,
+    writes_outside_outage,
 )
 from assets.ha_failover.monitor import ClusterMonitor, leader_timeline, split_brain_rounds
-from assets.ha_failover.observe import cluster_facts
 from assets.ha_failover.recovery import Recovery, cluster_state, wait_healthy, wait_recovery, wait_sync_standby
-from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
+from regression_pipelines.measure import ErrorTally
+from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
+from resources.patroni.client import ClusterTarget
+from resources.patroni.view import cluster_facts
 
 AREA = "ha_failover"
 ZERO_LOST = "zero_lost_acknowledged_writes"
@@ -36,24 +41,6 @@ NO_SPLIT_BRAIN = "no_split_brain"  # through HAProxy: what clients saw
 NO_TWO_WRITABLE = "no_two_writable_members"  # direct probe of every member's own port
 RECOVERY_SLO = "recovery_within_slo"
 FAILOVER_INVARIANTS = (ZERO_LOST, NO_PHANTOMS, NO_SPLIT_BRAIN, NO_TWO_WRITABLE, RECOVERY_SLO)
-
-
-@dataclass(frozen=True)
-class FailoverConfig:
-    mode: Mode
-    run_id: str
-    output_dir: Path
-    # Past ttl, so a replica is promoted while the leader is frozen. On Patroni < 3.0.3 with etcd3 the resumed
-    # old leader can overwrite the new leader key (patroni PR #2689): lost acknowledged writes, caught here.
-    pause_seconds: float = 20.0
-    write_rate_hz: float = 20.0
-    max_seconds: float = 120.0  # bound for every wait after the fault
-    recovery_slo_s: float = 30.0
-    expect_zero_loss: bool = True  # always strict in synchronous mode
-    baseline_s: float = 1.0
-    tail_s: float = 1.0
-    orphan_watch_s: float = 3.0  # kill_patroni: how long the probe watches the orphaned primary
-    keep_ledger: bool = False  # tests that tamper with the ledger keep it; runs always drop it
 
 
 @dataclass
@@ -69,27 +56,37 @@ class Observed:
     recovery: Recovery | None = None
     verdict: LedgerVerdict | None = None
     history_path: Path | None = None
+    outside_outage: list[Op] = field(default_factory=list)  # writes judged by no_operation_errors
+
+
+@dataclass(frozen=True)
+class RunPlace:
+    """Where one run keeps its state: the ledger table is named after the run, its history goes to output_dir."""
+
+    run_id: str
+    output_dir: Path
+    keep_ledger: bool = False  # tests that tamper with the ledger keep it; runs always drop it
 
 
 def run_failover(
-    target: ClusterTarget, config: FailoverConfig, injector: FaultInjector, tamper: object = None
+    target: ClusterTarget, config: FailoverConfig, injector: FaultInjector, place: RunPlace, tamper: object = None
 ) -> ScenarioResult:
     """Run one fault end to end and return the judged result. `tamper(target, table)` is for failing twins."""
-    if not injector.supports(config.mode):
-        raise FaultError(f"injector {injector.name} cannot perform mode {config.mode.value}")
+    if not injector.supports(config.fault_mode):
+        raise FaultError(f"injector {injector.name} cannot perform mode {config.mode}")
     before = wait_healthy(target, timeout_s=min(30.0, config.max_seconds))
     if before is None or before.leader is None:
         raise FaultError("the cluster is not healthy (one leader, every replica streaming); injected nothing")
     obs = Observed(before.leader, before.timeline, cluster_facts(target))
     if obs.facts.get("synchronous_mode") and not wait_sync_standby(target, timeout_s=min(30.0, config.max_seconds)):
         raise FaultError("synchronous_mode is on but Patroni names no synchronous standby; injected nothing")
-    table = ledger_table_name(config.run_id)
+    table = ledger_table_name(place.run_id)
     create_ledger(target, table)
     max_ops = int(config.write_rate_hz * (config.max_seconds * 3 + config.baseline_s + config.tail_s + 60))
     writer = LedgerWriter(target, table, config.write_rate_hz, max_ops)
     monitor = ClusterMonitor(target, max_rounds=int(config.max_seconds * 3 / 0.25) + 200)
     try:
-        return _run_with_ledger(target, config, injector, tamper, obs, table, writer, monitor)
+        return _run_with_ledger(target, config, injector, place, tamper, obs, table, writer, monitor)
     except BaseException:
         _drop_quietly(target, table)
         raise
@@ -104,6 +101,7 @@ def _run_with_ledger(
     target: ClusterTarget,
     config: FailoverConfig,
     injector: FaultInjector,
+    place: RunPlace,
     tamper: object,
     obs: Observed,
     table: str,
@@ -117,7 +115,7 @@ def _run_with_ledger(
         time.sleep(config.baseline_s)
         obs.fault_at = time.time()
         injected = True
-        injector.inject(config.mode, obs.old_leader)
+        injector.inject(config.fault_mode, obs.old_leader)
         obs.heal_at = _wait_then_heal(target, config, injector, monitor, obs)
         healed = True
         obs.recovery = wait_recovery(target, obs.old_leader, timeout_s=config.max_seconds)
@@ -125,7 +123,7 @@ def _run_with_ledger(
     finally:
         try:
             if injected and not healed:
-                injector.heal(config.mode, obs.old_leader)  # first: a frozen leader must not stay frozen
+                injector.heal(config.fault_mode, obs.old_leader)  # first: a frozen leader must not stay frozen
         finally:
             writer.stop()
             monitor.stop()
@@ -137,11 +135,12 @@ def _run_with_ledger(
             tamper(target, table)
         rows = read_ledger(target, table)
     finally:
-        if not config.keep_ledger:
+        if not place.keep_ledger:
             drop_ledger(target, table)
     obs.verdict = judge_ledger(writer.ops, rows, obs.fault_at, obs.writer_end)
+    obs.outside_outage = writes_outside_outage(writer.ops, obs.fault_at, obs.recovery.healthy_at)
     obs.history_path = write_history_jsonl(
-        writer.ops, config.output_dir / f"{table}.history.jsonl", origin=writer.ops[0].invoked_at
+        writer.ops, place.output_dir / f"{table}.history.jsonl", origin=writer.ops[0].invoked_at
     )
     return judge(target, config, obs, monitor, injector.name)
 
@@ -150,9 +149,9 @@ def _wait_then_heal(
     target: ClusterTarget, config: FailoverConfig, injector: FaultInjector, monitor: ClusterMonitor, obs: Observed
 ) -> float:
     """Hold the fault as the mode requires, heal it, and return when healing started."""
-    if config.mode is Mode.PAUSE:
+    if config.fault_mode is Mode.PAUSE:
         time.sleep(min(config.pause_seconds, config.max_seconds))
-    elif config.mode in (Mode.KILL_PATRONI, Mode.KILL_PATRONI_POSTMASTER):
+    elif config.fault_mode in (Mode.KILL_PATRONI, Mode.KILL_PATRONI_POSTMASTER):
         deadline = time.monotonic() + config.max_seconds
         while time.monotonic() < deadline:
             last = monitor.samples[-1] if monitor.samples else None
@@ -164,10 +163,10 @@ def _wait_then_heal(
             ):
                 break
             time.sleep(0.2)
-        if config.mode is Mode.KILL_PATRONI:
+        if config.fault_mode is Mode.KILL_PATRONI:
             time.sleep(config.orphan_watch_s)
     heal_at = time.time()
-    injector.heal(config.mode, obs.old_leader)
+    injector.heal(config.fault_mode, obs.old_leader)
     return heal_at
 
 
@@ -189,9 +188,11 @@ def judge(
         Metric("failover.lost_acknowledged", len(verdict.lost), "count"),
         Metric("failover.phantom_writes", len(verdict.phantom), "count"),
         Metric("failover.duplicate_writes", len(verdict.duplicates), "count"),
-        Metric("failover.unknown_writes", verdict.unknown, "count"),
-        Metric("failover.failed_writes", verdict.failed, "count"),
-        Metric("failover.acknowledged_writes", verdict.acknowledged, "count", Direction.HIGHER_IS_BETTER),
+        Metric("failover.unknown_writes", verdict.unknown, "count", kind=MetricKind.VOLUME),
+        Metric("failover.failed_writes", verdict.failed, "count", kind=MetricKind.VOLUME),
+        Metric(
+            "failover.acknowledged_writes", verdict.acknowledged, "count", Direction.HIGHER_IS_BETTER, MetricKind.VOLUME
+        ),
         Metric("failover.split_brain_rounds", len(split_rounds), "count"),
     ]
     if timeline.time_to_leader_s is not None:
@@ -203,8 +204,12 @@ def judge(
         if recovery.caught_up_at is not None:
             metrics.append(Metric("failover.catchup_s", recovery.caught_up_at - recovery.rejoined_at, "s"))
     if obs.timeline_before is not None and after.timeline is not None:
-        metrics.append(Metric("failover.timeline_change", after.timeline - obs.timeline_before, "count"))
+        metrics.append(
+            Metric("failover.timeline_change", after.timeline - obs.timeline_before, "count", kind=MetricKind.INFO)
+        )
 
+    error_rate, no_errors = _error_figures(obs.outside_outage)
+    metrics.append(error_rate)
     lost_ok = not verdict.lost or not strict
     invariants = [
         Invariant(
@@ -247,10 +252,11 @@ def judge(
             ),
             {"outage_s": round(verdict.outage_s, 3), "slo_s": config.recovery_slo_s},
         ),
+        no_errors,
     ]
     environment: dict[str, str | int | float | bool] = {
         **obs.facts,
-        "mode": config.mode.value,
+        "mode": config.mode,
         "injector": injector_name,
         "old_leader": obs.old_leader,
         "new_leader": after.leader or "none",
@@ -261,11 +267,22 @@ def judge(
         "history_jsonl": str(obs.history_path),
     }
     comparable_on: dict[str, str | int | float | bool] = {
-        "mode": config.mode.value,
+        "mode": config.mode,
         "synchronous_mode": bool(obs.facts.get("synchronous_mode", False)),
         "write_rate_hz": config.write_rate_hz,
     }
-    if config.mode is Mode.PAUSE:
+    if config.fault_mode is Mode.PAUSE:
         environment["pause_seconds"] = config.pause_seconds
         comparable_on["pause_seconds"] = config.pause_seconds
     return ScenarioResult(AREA, metrics, invariants, environment, comparable_on)
+
+
+def _error_figures(outside_outage: list[Op]) -> tuple[Metric, Invariant]:
+    """Failed writes before the fault or after recovery: the cluster was meant to be fine then."""
+    tally = ErrorTally()
+    for op in outside_outage:
+        if op.outcome is Outcome.ACKNOWLEDGED:
+            tally.ok()
+        else:
+            tally.failed(f"write {op.value}: {op.error or op.outcome.value}")
+    return tally.figures("ledger writes outside the fault window")

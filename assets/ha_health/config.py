@@ -1,0 +1,14 @@
+"""Run config of the Patroni health area (read-only, safe hourly)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from regression_pipelines.kit import AreaConfig
+
+
+class HealthConfig(AreaConfig):
+    maximum_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Replication lag the check allows")
+    ro_probes: int = Field(
+        default=3, ge=1, le=50, description="Connections through the read-only port (HAProxy balances them)"
+    )
