@@ -71,8 +71,12 @@ def test_run_shows_up_in_the_ui_with_metadata_and_checks(
     lab: LabSettings, dagster_home: Path, dagster_dev: int
 ) -> None:
     proc = regress("run", "--areas", "cache_coherence", *FAST_CACHE, "--json", "-", home=dagster_home)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    run_id = json.loads(proc.stdout)["run_id"]
+    # Exit 1 = an invariant failed: on a loaded machine a 1 s cache run can exceed its stale-read bound (seen in
+    # CI at load 8). The UI must show that run all the same; the invariants have their own tests.
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    run_id = summary["run_id"]
+    passed = {i["name"]: i["passed"] for area in summary["areas"] for i in area["invariants"]}
 
     data = _graphql(dagster_dev, QUERY)
     assert {"runId": run_id, "jobName": "full_regression", "status": "SUCCESS"} in data["runsOrError"]["results"]
@@ -82,4 +86,5 @@ def test_run_shows_up_in_the_ui_with_metadata_and_checks(
     kinds = {e["label"]: e["__typename"] for e in materialization["metadataEntries"]}
     assert kinds["metric/cache_aside.hit_ratio"] == "FloatMetadataEntry"  # numeric entries are what the UI plots
     checks = {c["name"]: c["executionForLatestMaterialization"] for c in node["assetChecksOrError"]["checks"]}
-    assert checks["ttl_expiry_honoured"] == {"runId": run_id, "status": "SUCCEEDED"}
+    for name, ok in passed.items():
+        assert checks[name] == {"runId": run_id, "status": "SUCCEEDED" if ok else "FAILED"}, name
