@@ -4,6 +4,8 @@ Why this shape (see benchmarks/detection/NOTES.md for the measurements):
 1. a Hampel filter first removes short excursions that revert (spikes), so they never become change points;
 2. binary segmentation on the mean (the least-squares split is the maximum-likelihood location of a single
    step, which is what names the first bad run exactly) proposes candidates cheaply (cumulative sums);
+   where no single split is significant it tries the best *epidemic* pair (a stretch that changed and came
+   back, as in circular binary segmentation), which one split in the middle of a long series cannot see;
 3. a merge pass re-tests every candidate against its *neighbouring* segments with a t-test widened for
    lag-1 autocorrelation, and drops the weakest until all survivors are significant and at least
    `min_change_pct` large; survivors are re-located between their neighbours.
@@ -22,6 +24,7 @@ from regression_pipelines.detection.robust import lag1_autocorr, suppress_spikes
 from regression_pipelines.detection.severity import severity_for
 
 SPLIT_ALPHA = 0.01  # Bonferroni-corrected, for proposing candidates
+EPIDEMIC_ALPHA = 0.001  # stricter for stretches: an AR(1) wander otherwise passes for one (false alarms)
 MERGE_ALPHA = 1e-4  # per change point, after the autocorrelation widening
 MAX_AUTOCORR = 0.8
 
@@ -51,6 +54,32 @@ def best_split(c1: NDArray[np.float64], c2: NDArray[np.float64], a: int, b: int,
     return int(t[i]), float(np.sqrt(gain[i] / s2)), len(t)
 
 
+def best_epidemic(
+    c1: NDArray[np.float64], c2: NDArray[np.float64], a: int, b: int, m: int
+) -> tuple[int, int, float, int]:
+    """Least-squares stretch x[s:e] against the rest of x[a:b], every piece >= m: (s, e, t statistic, candidates)."""
+    starts = np.arange(a + m, b - 2 * m + 1)
+    ends = np.arange(a + 2 * m, b - m + 1)
+    if len(starts) == 0 or len(ends) == 0:
+        return -1, -1, 0.0, 0
+    s, e = starts[:, None], ends[None, :]
+    valid = e - s >= m
+    n = b - a
+    n_in = np.where(valid, e - s, 1).astype(float)
+    sum_in = c1[e] - c1[s]
+    diff = sum_in / n_in - ((c1[b] - c1[a]) - sum_in) / (n - n_in)
+    gain = np.where(valid, diff * diff * n_in * (n - n_in) / n, -1.0)
+    i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
+    total = (c2[b] - c2[a]) - (c1[b] - c1[a]) ** 2 / n
+    resid = max(total - gain[i, j], 0.0)
+    df = n - 2
+    s2 = resid / df
+    ncand = int(valid.sum())
+    if s2 <= 0:
+        return int(starts[i]), int(ends[j]), (np.inf if gain[i, j] > 0 else 0.0), ncand
+    return int(starts[i]), int(ends[j]), float(np.sqrt(gain[i, j] / s2)), ncand
+
+
 def _two_sided_p(t_stat: float, df: int) -> float:
     if not np.isfinite(t_stat):
         return 0.0
@@ -65,11 +94,14 @@ def _binseg(c1: NDArray[np.float64], c2: NDArray[np.float64], n: int, m: int) ->
         if b - a < 2 * m:
             continue
         t, stat, ncand = best_split(c1, c2, a, b, m)
-        if t < 0 or _two_sided_p(stat, b - a - 2) * ncand >= SPLIT_ALPHA:
+        if t >= 0 and _two_sided_p(stat, b - a - 2) * ncand < SPLIT_ALPHA:
+            found.append(t)
+            stack.extend(((t, b), (a, t)))
             continue
-        found.append(t)
-        stack.append((t, b))
-        stack.append((a, t))
+        s, e, stat, ncand = best_epidemic(c1, c2, a, b, m)
+        if s >= 0 and _two_sided_p(stat, b - a - 2) * ncand < EPIDEMIC_ALPHA:
+            found.extend((s, e))
+            stack.extend(((e, b), (s, e), (a, s)))
     return sorted(found)
 
 
