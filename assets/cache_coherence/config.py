@@ -32,6 +32,10 @@ class CacheConfig(AreaConfig):
         default=0, ge=0, le=10_000, description="Delay for fault=delay_invalidation (ms)"
     )
     seed: int = Field(default=7, description="Seed of the key choice")
+    calibrate: bool = Field(
+        default=True, description="Run redis-benchmark and pgbench against the same servers before the workload"
+    )
+    calibration_seconds: float = Field(default=1.0, ge=0.5, le=30, description="Length of each calibration probe")
 
     @model_validator(mode="after")
     def _delay_needs_a_value(self) -> CacheConfig:

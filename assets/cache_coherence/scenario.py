@@ -21,6 +21,7 @@ import redis
 from assets.cache_coherence.config import CacheConfig
 from assets.cache_coherence.oracle import CommitLog
 from assets.cache_coherence.store import CachedTable, CacheEntry
+from regression_pipelines.calibration import Calibration
 from regression_pipelines.errors import ResourceConfigError
 from regression_pipelines.measure import ErrorTally, describe_error, nines, percentile
 from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
@@ -30,6 +31,8 @@ INVARIANTS = ("no_divergence_after_settle", "stale_read_rate_within_bound", "ttl
 TTL_PROBE_MS = 300
 
 ConnectionFactory = Callable[[], psycopg.Connection]
+# (redis key to GET, pgbench script, clients) -> the instruments' readings against the same servers.
+Calibrate = Callable[[str, str, int], list[Calibration]]
 # What a misbehaving server raises mid-workload (ResourceConfigError: a reconnect the server refused).
 OPERATION_ERRORS = (psycopg.Error, redis.RedisError, ResourceConfigError, OSError)
 
@@ -94,17 +97,21 @@ def _reader(
             key = pick_key()
             started = time.monotonic()
             expected = log.latest(key)
-            try:
-                t0 = time.perf_counter()
-                entry = table.cache_get(key)
-                t1 = time.perf_counter()
+            try:  # only the server call is timed: parsing, connecting and bookkeeping are the harness's
+                name = table.cache_key(key)
+                t0 = time.perf_counter_ns()
+                raw = table.cache.get(name)
+                t1 = time.perf_counter_ns()
+                entry = CacheEntry.parse(raw) if raw is not None else None
                 if entry is not None and not entry.tombstone:
                     stats.hits += 1
-                    stats.cache_latency_ms.append((t1 - t0) * 1000)
+                    stats.cache_latency_ms.append((t1 - t0) / 1e6)
                     served, fill = entry.version, None
                 else:
-                    version, value = table.db_read(db.get(), key)
-                    stats.db_latency_ms.append((time.perf_counter() - t1) * 1000)
+                    conn = db.get()
+                    t2 = time.perf_counter_ns()
+                    version, value = table.db_read(conn, key)
+                    stats.db_latency_ms.append((time.perf_counter_ns() - t2) / 1e6)
                     served, fill = version, CacheEntry(version, False, value)
             except OPERATION_ERRORS as exc:
                 stats.errors.failed(exc)
@@ -198,9 +205,22 @@ def _guarded(target: Callable[..., None], stats: ModeStats) -> Callable[..., Non
     return run
 
 
+def _calibrate(table: CachedTable, config: CacheConfig, calibrate: Calibrate) -> list[Calibration]:
+    """The instruments at the readers' concurrency on this mode's own table and a cached entry of its size."""
+    probe_key = table.prefix + "calibration"
+    table.cache.set(probe_key, CacheEntry(1, False, "v1").encode(), px=int(config.ttl_seconds * 1000))
+    script = f"\\set id random(0, {config.keys - 1})\nSELECT version, value FROM {table.table} WHERE id = :id;\n"
+    return calibrate(probe_key, script, config.readers)
+
+
 def _run_mode(
-    mode: str, config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis, errors: ErrorTally
-) -> list[Metric | Invariant]:
+    mode: str,
+    config: CacheConfig,
+    connect: ConnectionFactory,
+    cache: redis.Redis,
+    errors: ErrorTally,
+    calibrate: Calibrate | None,
+) -> tuple[list[Metric | Invariant], list[Calibration]]:
     run_tag = uuid.uuid4().hex[:12]
     table = CachedTable(run_tag, config, cache)
     log = CommitLog(config.keys)
@@ -208,6 +228,7 @@ def _run_mode(
     with connect() as admin:
         table.create(admin)
         try:
+            readings = _calibrate(table, config, calibrate) if calibrate else []
             budget = _Budget(config.max_ops, config.max_seconds)
             interval = config.writers / config.writes_per_second
             threads = [
@@ -239,7 +260,7 @@ def _run_mode(
             ttl = _ttl_check(table, config, errors)
         finally:
             table.drop(admin)
-    return _mode_figures(mode, config, stats, divergent, ttl)
+    return _mode_figures(mode, config, stats, divergent, ttl), readings
 
 
 def _divergent_keys(table: CachedTable, conn: psycopg.Connection) -> list[int]:
@@ -347,14 +368,33 @@ def _merge_modes(per_mode: list[Invariant]) -> list[Invariant]:
     return merged
 
 
-def run(config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis) -> ScenarioResult:
-    """Run each configured mode in turn (each with a fresh table and key space) and gather the figures."""
+def _calibration_figures(readings: list[Calibration], result: ScenarioResult, modes: list[str]) -> None:
+    """Instrument figures, and per mode `harness p50 / instrument p50` (cache reads vs GET, DB reads vs SELECT)."""
+    harness = {"redis_get": "cache_read_p50_ms", "pgbench_select": "db_read_p50_ms"}
+    for reading in readings:
+        stem = harness[reading.instrument]
+        ratios = {f"{mode}.{stem.removesuffix('_ms')}": result.metric(f"{mode}.{stem}").value for mode in modes}
+        result.metrics.extend(reading.metrics(ratios))
+        result.environment[f"calibration.{reading.instrument}"] = reading.describe()
+
+
+def run(
+    config: CacheConfig, connect: ConnectionFactory, cache: redis.Redis, calibrate: Calibrate | None = None
+) -> ScenarioResult:
+    """Run each configured mode in turn (each with a fresh table and key space) and gather the figures.
+
+    With `calibrate`, the field's instruments run once, right before the first mode's workload.
+    """
     result = ScenarioResult(area=AREA)
     per_mode: list[Invariant] = []
     errors = ErrorTally()
-    for mode in config.modes:
-        for figure in _run_mode(mode, config, connect, cache, errors):
+    readings: list[Calibration] = []
+    for index, mode in enumerate(config.modes):
+        figures, found = _run_mode(mode, config, connect, cache, errors, calibrate if index == 0 else None)
+        readings += found
+        for figure in figures:
             (result.metrics if isinstance(figure, Metric) else per_mode).append(figure)
+    _calibration_figures(readings, result, config.modes)
     error_rate, no_errors = errors.figures("cache and database operations")
     result.metrics.append(error_rate)
     result.invariants = [*_merge_modes(per_mode), no_errors]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from assets.ha_health import latency
 from assets.ha_health.config import HealthConfig
 from regression_pipelines.measure import ErrorTally
 from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
@@ -40,6 +41,7 @@ class HealthObservation:
     replication_error: str = ""
     rw: RouteView | None = None
     ro: list[RouteView] = field(default_factory=list)
+    latency: list[latency.RouteLatency] = field(default_factory=list)
     environment: dict[str, str | int | float | bool] = field(default_factory=dict)
 
     @property
@@ -64,6 +66,11 @@ def observe_health(target: ClusterTarget, config: HealthConfig) -> HealthObserva
             obs.replication_error = target.mask(str(exc).strip().splitlines()[0])
     obs.rw = probe_route(target, target.rw_port)
     obs.ro = [probe_route(target, target.ro_port) for _ in range(max(1, config.ro_probes))]
+    if obs.leader is not None:
+        leader_port = target.member(obs.leader).pg_port
+        obs.latency = latency.measure(
+            target, leader_port, config.latency_statements, config.calibrate, config.calibration_seconds
+        )
     timelines = sorted({m.timeline for m in members if m.timeline is not None})
     obs.environment = {
         "members": ",".join(m.name for m in target.members),
@@ -159,6 +166,11 @@ def _probe_errors(obs: HealthObservation) -> ErrorTally:
             tally.failed(f"route :{route.port}: {route.error}")
         elif route is not None:
             tally.ok()
+    for timed in obs.latency:
+        if timed.error:
+            tally.failed(f"latency sample :{timed.port}: {timed.error}")
+        else:
+            tally.ok()
     return tally
 
 
@@ -185,11 +197,17 @@ def evaluate_health(obs: HealthObservation, config: HealthConfig) -> ScenarioRes
     ro_ok = [ro.latency_s for ro in obs.ro if not ro.error]
     if ro_ok:
         metrics.append(Metric("health.ro_route_latency_s", max(ro_ok), "s"))
+    for timed in obs.latency:
+        metrics += timed.metrics()
+    environment = dict(obs.environment)
+    environment.update(
+        {f"calibration.{t.calibration.instrument}": t.calibration.describe() for t in obs.latency if t.calibration}
+    )
     error_rate, no_errors = _probe_errors(obs).figures("probes (REST, SQL per member, replication, routes)")
     metrics.append(error_rate)
     invariants = [_single_leader(obs), _streaming(obs), _lag(obs, config), _routing(obs), no_errors]
     comparable_on = {"synchronous_mode": bool(obs.environment.get("synchronous_mode", False))}
-    return ScenarioResult(AREA, metrics, invariants, dict(obs.environment), comparable_on)
+    return ScenarioResult(AREA, metrics, invariants, environment, comparable_on)
 
 
 def run_health(target: ClusterTarget, config: HealthConfig) -> ScenarioResult:

@@ -32,6 +32,12 @@ def test_asset_records_metrics_and_checks(lab: LabSettings, dagster_home: Path) 
         (event,) = result.get_asset_materialization_events()
         metrics = {m.name: m for m in metrics_from_metadata(event.materialization.metadata)}
         assert metrics["write_through.hit_ratio"].direction.value == "higher_is_better"
+        for instrument in ("redis_get", "pgbench_select"):  # the field's instruments, same servers, same run
+            assert metrics[f"calibration.{instrument}_p50_ms"].value > 0
+        assert metrics["calibration.cache_aside.cache_read_p50_ratio"].value > 0
+        assert metrics["calibration.write_through.db_read_p50_ratio"].value > 0
+        stored_text = repr(dict(event.materialization.metadata))
+        assert lab.postgres_password not in stored_text
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks == {
             "no_divergence_after_settle": True,

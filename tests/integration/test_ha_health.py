@@ -47,6 +47,11 @@ def test_health_asset_passes_on_a_healthy_cluster(lab: LabSettings, tmp_path: Pa
     assert metadata["metric/health.replicas_streaming"].value == 2
     assert "metric/health.lag_bytes_max" in metadata and "metric/health.rw_route_latency_s" in metadata
     assert metadata["env/synchronous_mode"].value in ("True", "False")
+    for route in ("rw", "leader"):  # harness and pgbench on the same route, side by side
+        assert metadata[f"metric/health.{route}_select_p50_ms"].value > 0
+        assert metadata[f"metric/calibration.pgbench_{route}_select_p50_ms"].value > 0
+        assert metadata[f"metric/calibration.health.{route}_select_p50_ratio"].value > 0
+    assert lab.patroni_superuser_password not in repr(dict(metadata))
 
 
 @pytest.mark.destructive
