@@ -108,7 +108,10 @@ class ConfirmWindow:
         self._channel.basic_publish("", queue, body, props)
         self._pending[self._next] = token
         self._next += 1
-        self.connection.process_data_events(time_limit=0)  # send now, collect confirms that arrived
+
+    def pump(self) -> None:
+        """Send what is buffered and collect the confirms that arrived (one syscall round for many messages)."""
+        self.connection.process_data_events(time_limit=0)
 
     def take(self) -> list[tuple[Any, bool]]:
         done, self._done = self._done, []

@@ -110,7 +110,7 @@ def conservation_invariant(c: Conservation) -> Invariant:
                 words = BROKER_DROPS.get(reason, f"dead-lettered ({reason}) without a failed_jobs row")
                 parts.append(f"{count} of them dropped by the broker: {words}")
             if (silent := lost - sum(c.dropped_by_broker.values())) > 0:
-                parts.append(f"{silent} vanished with no trace in the broker (acked before commit?)")
+                parts.append(f"{silent} not dead-lettered by the broker (acked before commit, or still queued)")
         if duplicated:
             parts.append(f"{duplicated} duplicated rows (a redelivery loaded twice)")
         if unexpected:

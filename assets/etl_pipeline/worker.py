@@ -9,6 +9,7 @@ SIGTERM: finish the batch in hand, write the stats file, exit. Broker restarts: 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from assets.etl_pipeline.transform import InvalidJob, extract, transform
 
 PAUSED = "PAUSED"  # printed at the kill point; the scenario then sends SIGKILL
 KEEP_ERRORS = 5
+PUMP_EVERY = 32  # messages between socket flushes in stage workers
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Stats:
     redelivered: int = 0
     rejected: int = 0
     loaded_rows: int = 0
+    batches: int = 0
+    commits: int = 0
     db_seconds: float = 0.0
     reconnects: int = 0
     rss_start_mb: float = 0.0
@@ -108,10 +112,8 @@ class Worker:
                 continue
             finally:
                 if connection.is_open:
-                    try:
+                    with contextlib.suppress(Exception):  # a dying connection may fail to close; nothing pends
                         connection.close()
-                    except Exception:  # closing a dying connection may fail; nothing is pending any more
-                        pass
             break
         self.stats.rss_end_mb = rss_mb()
         self.pg.close()
@@ -144,16 +146,21 @@ class Worker:
                     channel.basic_reject(method.delivery_tag, requeue=False)
                 else:
                     out.publish(target, result, props, method.delivery_tag)
-            self._settle(channel, out.take())
+            if method is None or self.stats.processed % PUMP_EVERY == 0:
+                out.pump()  # flush publishes and acks in one go, collect confirms
+                self._settle(channel, out.take())
         out.flush()
         self._settle(channel, out.take())
+        out.pump()
 
     def _settle(self, channel: Any, confirmed: list[tuple[Any, bool]]) -> None:
+        """Ack each input whose output is confirmed (buffered: the next pump sends them together)."""
+        impl = channel._impl  # noqa: SLF001 - the blocking channel would flush the socket once per ack
         for delivery_tag, acked in confirmed:
             if acked:
-                channel.basic_ack(delivery_tag)
+                impl.basic_ack(delivery_tag)
             else:  # the next queue refused it (reject-publish overflow): try again later
-                channel.basic_nack(delivery_tag, requeue=True)
+                impl.basic_nack(delivery_tag, requeue=True)
 
     def _fail(self, props: Any, stage: str, error: str, body: bytes) -> None:
         self.stats.rejected += 1
@@ -188,8 +195,8 @@ class Worker:
 
     def _flush(self, channel: Any, batch: list[tuple[int, str, str, float, dict[str, Any]]]) -> None:
         spec = self.spec
-        self.batches = getattr(self, "batches", 0) + 1
-        kill_here = spec.get("kill_at_batch") == self.batches
+        self.stats.batches += 1
+        kill_here = spec.get("kill_at_batch") == self.stats.batches
         by_tenant: dict[str, list[tuple[str, float, dict[str, Any]]]] = defaultdict(list)
         for _tag, job_id, tenant, published, row in batch:
             by_tenant[tenant].append((job_id, published, row))
@@ -200,6 +207,7 @@ class Worker:
                 if kill_here and spec["kill_point"] == "before_commit":
                     self._pause_for_kill()
                 self.pg.commit()
+                self.stats.commits += 1
         except psycopg.Error as exc:
             self.stats.error(exc)
             self.pg.rollback()
