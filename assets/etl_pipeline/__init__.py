@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from assets.etl_pipeline import scenario
 from assets.etl_pipeline.config import EtlConfig
+from assets.etl_pipeline.oracle import INVARIANTS
 from regression_pipelines.errors import ResourceConfigError
 from regression_pipelines.kit import Area, RunContext
 from regression_pipelines.results import ScenarioResult
 
 
 def run(config: EtlConfig, ctx: RunContext) -> ScenarioResult:
+    from assets.etl_pipeline import scenario  # not at import: worker processes import this package too
+
     rabbitmq: Any = ctx.resource("rabbitmq")
     postgres: Any = ctx.resource("postgres")
     restart = None
@@ -57,7 +59,7 @@ AREA = Area(
     "Great Expectations on the loaded rows; throughput, latencies, queue depths, fairness.",
     config=EtlConfig,
     run=run,
-    invariants=scenario.INVARIANTS,
+    invariants=INVARIANTS,
     resources=("rabbitmq", "postgres"),
     kinds=("rabbitmq", "postgres", "great_expectations"),
 )

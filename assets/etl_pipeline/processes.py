@@ -72,7 +72,7 @@ class Workers:
                 proc.wait(timeout=10)
                 self.crashes.append(f"{name} ignored SIGTERM for {timeout:.0f} s and was killed")
                 continue
-            if proc.returncode not in (0, -signal.SIGKILL) or (
+            if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL) or (  # SIGTERM before its handler: idle
                 proc.returncode == -signal.SIGKILL and proc.pid not in self.killed
             ):
                 tail = (self.folder / f"{name}.err").read_text(errors="replace").strip().splitlines()[-1:] or ["?"]

@@ -34,7 +34,10 @@ def validate(rows: Sequence[tuple[Any, ...]], tenants: Sequence[str], expected_r
     import pandas as pd
 
     frame = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm bars in the run's logs
     asset = context.data_sources.add_pandas("etl").add_dataframe_asset("loaded_jobs")
     batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
     suite = context.suites.add(gx.ExpectationSuite(name="etl_loaded_jobs"))

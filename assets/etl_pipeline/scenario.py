@@ -103,10 +103,12 @@ def run(config: EtlConfig, services: Services, log: Any = None) -> ScenarioResul
     deadline = time.monotonic() + config.max_seconds
     owner = services.pg_connect()
     amqp = services.amqp_connect()
+    log.info(f"etl_pipeline run {run_id}: queues {topology.prefix}.*, tables {names.jobs}, {names.failed}, "
+             f"role {names.role}")  # fmt: skip
     try:
         store.create(owner, names, idempotent=config.fault != "non_idempotent_load", rls=config.fault != "rls_disabled")
         topology.declare(amqp.channel())
-        environment = _environment(amqp, owner)
+        environment = {"run_prefix": topology.prefix, **_environment(amqp, owner)}
         amqp.close()
         return _run(config, services, names, topology, workers, owner, deadline, environment, log)
     finally:
@@ -135,12 +137,16 @@ def _run(
     if config.fault != "burst":
         _start_workers(config, workers, base)
         _wait_for_consumers(services, topology, config, deadline)
+    phases = {"workers_up": time.time() - started}
     published = _publish(config, services, topology, jobs, deadline)
+    phases["published"] = time.time() - started
     if config.fault == "burst":  # everything was queued before any consumer: the overflow policy decides
         _start_workers(config, workers, base)
         _wait_for_consumers(services, topology, config, deadline)
     _wait_until_settled(owner, names, sampler, topology, len(published.produced), deadline)
+    phases["settled"] = time.time() - started
     workers.stop()
+    phases["stopped"] = time.time() - started
     sampler.done.set()
     sampler.join(timeout=5)
     time.sleep(0.2)  # unacked messages of the closed channels are back as ready ones
@@ -177,7 +183,11 @@ def _run(
     invariants.append(error_invariant)
     metrics = _metrics(config, published, loaded, failed, stats, sampler, dead, conservation, topology)
     metrics.append(error_metric)
-    log.info(f"etl_pipeline: {len(published.produced)} jobs in {elapsed:.1f} s, {len(workers.killed)} worker(s) killed")
+    phases["judged"] = time.time() - started
+    log.info(
+        f"etl_pipeline: {len(published.produced)} jobs in {elapsed:.1f} s, {len(workers.killed)} worker(s) killed; "
+        + ", ".join(f"{phase} at {at:.1f} s" for phase, at in phases.items())
+    )
     environment.update(
         queue_type=config.queue_type,
         fault=config.fault,
