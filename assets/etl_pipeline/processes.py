@@ -22,10 +22,13 @@ class Workers:
         self.killed: list[int] = []
         self.crashes: list[str] = []
         self._count = 0
+        self._closed = False  # after stop(), a late replacement (from a kill watcher) is never started
         self._lock = threading.Lock()
 
     def start(self, spec: dict[str, Any], on_paused: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._count += 1
             name = f"{spec['stage']}-{self._count}"
         spec = {**spec, "stats_path": str(self.folder / f"{name}.json")}
@@ -60,6 +63,7 @@ class Workers:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every live worker (each finishes its batch), then SIGKILL whatever is still running."""
         with self._lock:
+            self._closed = True
             procs = list(self.procs)
         for _name, proc in procs:
             if proc.poll() is None:
