@@ -50,7 +50,7 @@ lab-status:
 
 # The demo also runs the destructive failover area (a Patroni switchover) because its target is the local lab.
 demo: lab-up
-	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover,delta_cdf \
+	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover,delta_cdf,etl_pipeline \
 	  --set ha_failover.allow_destructive=true --set ha_failover.mode=switchover
 
 test: lab-up

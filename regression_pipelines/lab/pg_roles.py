@@ -22,7 +22,8 @@ def ensure_regress_role(host: str, port: int, password_of_admin: str | None, set
         pw = sql.Literal(settings.postgres_password)
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.postgres_user,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
-        conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(role, pw))
+        # CREATEROLE: areas create per-run roles (e.g. a non-owner role, so row-level security applies to it)
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEROLE PASSWORD {}").format(role, pw))
         has_db = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.postgres_db,)).fetchone()
         if not has_db:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(settings.postgres_db), role))

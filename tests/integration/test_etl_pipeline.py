@@ -1,0 +1,198 @@
+"""The ETL pipeline area on the lab's real RabbitMQ and PostgreSQL: a clean run passes every check through
+Dagster, each real fault fails exactly its check, clean faults conserve every job, nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+import psycopg
+import pytest
+
+from assets.etl_pipeline import AREA, oracle, quality, scenario
+from assets.etl_pipeline.config import EtlConfig
+from regression_pipelines.kit import RunContext
+from regression_pipelines.lab.settings import LabSettings
+from regression_pipelines.results import ScenarioResult, metrics_from_metadata
+from resources.postgres import PostgresResource
+from resources.rabbitmq import RabbitMQResource
+from tests.areas import materialize_area, step_failure
+
+SMALL = {"jobs": 400, "batch_size": 25, "max_seconds": 60.0}
+
+
+def _resources(lab: LabSettings, **rabbit: Any) -> dict[str, Any]:
+    return {
+        "postgres": PostgresResource(
+            port=lab.postgres_port, user=lab.postgres_user, password=lab.postgres_password, dbname=lab.postgres_db
+        ),
+        "rabbitmq": RabbitMQResource(
+            **{"port": lab.rabbitmq_port, "user": lab.rabbitmq_user, "password": lab.rabbitmq_password, **rabbit}
+        ),
+    }
+
+
+def _run(lab: LabSettings, tmp_path: Path, **settings: Any) -> ScenarioResult:
+    config = EtlConfig(**{**SMALL, **settings})
+    return AREA.run(config, RunContext("test", _resources(lab), tmp_path))
+
+
+def _failed(result: ScenarioResult) -> dict[str, str]:
+    return {inv.name: inv.detail for inv in result.invariants if not inv.passed}
+
+
+def _assert_nothing_left(lab: LabSettings, prefix: str) -> None:
+    run = prefix.removeprefix("etl.")
+    with psycopg.connect(
+        host="127.0.0.1", port=lab.postgres_port, user=lab.postgres_user, password=lab.postgres_password,
+        dbname=lab.postgres_db,
+    ) as conn:  # fmt: skip
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (f"etl_{run}%",)).fetchall()
+        roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"etl_{run}%",)).fetchall()
+    assert tables == [] and roles == []
+    credentials = pika.PlainCredentials(lab.rabbitmq_user, lab.rabbitmq_password)
+    with pika.BlockingConnection(pika.ConnectionParameters(port=lab.rabbitmq_port, credentials=credentials)) as c:
+        for name in ("extract", "transform", "load", "dlq"):
+            channel = c.channel()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+                channel.queue_declare(f"{prefix}.{name}", passive=True)
+
+
+def test_asset_passes_every_check_and_records_figures(lab: LabSettings, dagster_home: Path) -> None:
+    result = materialize_area(AREA, dagster_home, _resources(lab), {"jobs": 600})
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    metrics = {m.name: m for m in metrics_from_metadata(metadata)}
+    assert metrics["throughput.jobs_per_s"].value > 0 and metrics["throughput.jobs_per_s"].kind.value == "performance"
+    assert metrics["e2e.p99_ms"].samples == metrics["jobs.loaded"].value > 0
+    assert metrics["jobs.produced"].value == 600 == metrics["jobs.loaded"].value + metrics["jobs.failed"].value
+    assert metrics["dead_lettered"].value == metrics["jobs.failed"].value > 0  # the generator sends malformed jobs
+    assert metrics["queue.max_depth_extract"].kind.value == "volume"
+    for name in ("publish.confirm_p99_ms", "worker.rss_growth_mb", "tenant.fairness_ratio", "pg.rows_per_s"):
+        assert name in metrics
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {name: check.passed for name, check in checks.items()} == {
+        **dict.fromkeys(AREA.checks, True),
+        "performance_regression": True,
+    }
+    gx_facts = checks[oracle.DATA_QUALITY].metadata
+    assert gx_facts["gx.expect_column_values_to_be_unique(job_id)"].value == "passed"
+    assert gx_facts["gx_version"].value == "1.24.1"
+    text = json.dumps({k: str(v) for k, v in metadata.items()})
+    assert lab.postgres_password not in text and "regress-lab-pw" not in text
+    _assert_nothing_left(lab, str(metadata["env/run_prefix"].value))
+
+
+# Each real fault fails exactly its check. Duplicated rows are also a data-quality failure by the suite's own
+# definition (unique job id, row count = conserved jobs): that twin fails both.
+@pytest.mark.parametrize(
+    ("settings", "checks", "says"),
+    [
+        ({"fault": "ack_before_commit"}, {oracle.CONSERVATION}, "acked before commit"),
+        ({"fault": "non_idempotent_load"}, {oracle.CONSERVATION, oracle.DATA_QUALITY}, "duplicated rows"),
+        (
+            {"fault": "burst", "max_length": 50, "overflow": "drop-head"},
+            {oracle.CONSERVATION},
+            "dropped by the broker: x-max-length overflow (drop-head)",
+        ),
+        ({"fault": "rls_disabled"}, {oracle.ISOLATION}, "reads"),
+        ({"fault": "drop_field"}, {oracle.DATA_QUALITY}, "expect_column_values_to_not_be_null(priority)"),
+    ],
+)
+def test_each_real_fault_fails_exactly_its_check(
+    lab: LabSettings, tmp_path: Path, settings: dict[str, Any], checks: set[str], says: str
+) -> None:
+    result = _run(lab, tmp_path, **settings)
+    failed = _failed(result)
+    assert set(failed) == checks, failed
+    assert says in " ".join(failed.values())
+    if settings["fault"] == "ack_before_commit":
+        assert result.metric("jobs.lost").value > 0 and result.environment["workers_killed"] == 1
+    _assert_nothing_left(lab, str(result.environment["run_prefix"]))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"fault": "worker_sigkill"},
+        {"fault": "poison", "queue_type": "quorum", "message_ttl_ms": 600_000, "prefetch": 50},
+        {"fault": "slow_consumer"},
+        {"fault": "burst", "max_length": 50, "overflow": "reject-publish"},
+    ],
+)
+def test_clean_faults_conserve_every_job(lab: LabSettings, tmp_path: Path, settings: dict[str, Any]) -> None:
+    result = _run(lab, tmp_path, **settings)
+    assert _failed(result) == {}
+    assert result.metric("jobs.lost").value == 0 and result.metric("jobs.duplicated").value == 0
+    if settings.get("fault") == "worker_sigkill":
+        assert result.environment["workers_killed"] == 1 and result.metric("redeliveries").value > 0
+    if settings.get("overflow") == "reject-publish":  # refused publishes are not produced: nothing to lose
+        assert result.environment["publish_nacked"] > 0
+    _assert_nothing_left(lab, str(result.environment["run_prefix"]))
+
+
+def test_broker_restart_mid_run_loses_nothing(lab: LabSettings, tmp_path: Path) -> None:
+    result = _run(lab, tmp_path, fault="broker_restart", allow_destructive=True, jobs=1000)
+    assert _failed(result) == {}
+    assert result.metric("jobs.produced").value == 1000 and result.metric("redeliveries").value > 0
+    _assert_nothing_left(lab, str(result.environment["run_prefix"]))
+
+
+def test_broker_restart_needs_opt_in(lab: LabSettings, dagster_home: Path) -> None:
+    result = materialize_area(AREA, dagster_home, _resources(lab), {"fault": "broker_restart"})
+    assert not result.success
+    assert "set allow_destructive=true" in step_failure(result)
+
+
+def test_bad_broker_password_is_a_clear_masked_error(lab: LabSettings, dagster_home: Path) -> None:
+    result = materialize_area(AREA, dagster_home, _resources(lab, password="s3cr3t-wrong"), {"jobs": 100})
+    assert not result.success
+    message = step_failure(result)
+    assert "RabbitMQResource.password: authentication failed" in message and "s3cr3t-wrong" not in message
+
+
+def test_port_of_another_service_is_a_clear_error(lab: LabSettings, dagster_home: Path) -> None:
+    result = materialize_area(AREA, dagster_home, _resources(lab, port=lab.postgres_port), {"jobs": 100})
+    assert not result.success
+    assert f"RabbitMQResource.host/port: cannot connect to 127.0.0.1:{lab.postgres_port}" in step_failure(result)
+
+
+def test_bad_setting_names_the_field(lab: LabSettings, dagster_home: Path) -> None:
+    result = materialize_area(AREA, dagster_home, _resources(lab), {"queue_type": "stream"})
+    assert "queue_type: 'stream' is unknown; use one of classic, quorum" in step_failure(result)
+
+
+def test_everything_is_removed_after_a_failure(
+    lab: LabSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def crash(*_args: object) -> None:
+        raise RuntimeError("judge crashed")
+
+    monkeypatch.setattr(quality, "validate", crash)  # a harness failure after the workload
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError, match="judge crashed"):
+        scenario.run(EtlConfig(**SMALL), _services(lab), logging.getLogger("etl-test"))
+    (line,) = [r.getMessage() for r in caplog.records if "queues etl." in r.getMessage()]
+    prefix = line.split("queues ")[1].split(".*")[0]
+    _assert_nothing_left(lab, prefix)
+
+
+def _services(lab: LabSettings) -> scenario.Services:
+    res = _resources(lab)
+    rabbit, pg = res["rabbitmq"], res["postgres"]
+    return scenario.Services(
+        amqp_connect=rabbit.connection,
+        amqp_params={
+            "host": rabbit.host,
+            "port": rabbit.port,
+            "user": rabbit.user,
+            "password": rabbit.password,
+            "vhost": rabbit.vhost,
+        },  # fmt: skip
+        pg_connect=pg.connect,
+        pg_conninfo=pg.conninfo(),
+    )
