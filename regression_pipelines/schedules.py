@@ -5,8 +5,8 @@ referenced by name (defined in jobs.py), so this module does not decide what is 
 skipped while a regression run is still in flight: two workloads at once would measure each other.
 
 Unattended runs are sized by the team, not by code: REGRESS_SCHEDULE_RUN_CONFIG names a YAML run config (the
-launchpad's shape: `ops: {cache_coherence: {config: {max_ops: 5000}}}`, optionally `execution:`) that every
-scheduled run gets; each area's settings are checked against its model at the tick, so a typo fails the tick
+launchpad's shape: `ops: {cache_coherence: {config: {max_ops: 5000}}}`, optionally `execution:` and
+`resources:`, e.g. the Patroni cluster to watch) that every scheduled run gets; each area's settings are checked against its model at the tick, so a typo fails the tick
 with a one-line error instead of launching a run. Areas the scheduled job does not hold are dropped.
 """
 
@@ -41,7 +41,7 @@ def no_regression_in_flight(context: dg.ScheduleEvaluationContext) -> bool:
 
 
 SCHEDULE_RUN_CONFIG_ENV = "REGRESS_SCHEDULE_RUN_CONFIG"
-_RUN_CONFIG_KEYS = ("ops", "execution")
+_RUN_CONFIG_KEYS = ("ops", "execution", "resources")
 
 
 class ScheduleConfigError(ValueError):
@@ -74,8 +74,7 @@ def load_schedule_run_config(path: str, job_ops: set[str] | None = None) -> dict
         if job_ops is None or area in job_ops:
             ops[area] = {"config": settings}
     config: dict[str, Any] = {"ops": ops} if ops else {}
-    if raw.get("execution"):
-        config["execution"] = raw["execution"]
+    config.update({key: raw[key] for key in ("execution", "resources") if raw.get(key)})
     return config
 
 
