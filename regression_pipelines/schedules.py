@@ -6,8 +6,9 @@ skipped while a regression run is still in flight: two workloads at once would m
 
 Unattended runs are sized by the team, not by code: REGRESS_SCHEDULE_RUN_CONFIG names a YAML run config (the
 launchpad's shape: `ops: {cache_coherence: {config: {max_ops: 5000}}}`, optionally `execution:` and
-`resources:`, e.g. the Patroni cluster to watch) that every scheduled run gets; each area's settings are checked against its model at the tick, so a typo fails the tick
-with a one-line error instead of launching a run. Areas the scheduled job does not hold are dropped.
+`resources:`) that every scheduled run gets. Each area's settings are checked against its model at the tick,
+so a typo fails the tick with a one-line error instead of launching a run; areas the job does not hold are
+dropped (one file serves the nightly and the hourly schedule).
 """
 
 import os
