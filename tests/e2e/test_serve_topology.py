@@ -126,11 +126,12 @@ def topology(storage_url: str, webhook: WebhookReceiver, tmp_path: Path) -> Iter
         assert state["processes"] == {}
 
 
-def _instance(env: dict[str, str]) -> Any:
+def _instance(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The served instance, opened from this process (same DAGSTER_HOME and storage URL; undone after the test)."""
     import dagster as dg
 
-    os.environ["DAGSTER_HOME"] = env["REGRESS_SERVE_DIR"] + "/dagster_home"
-    os.environ["REGRESS_DAGSTER_PG_URL"] = env["REGRESS_DAGSTER_PG_URL"]
+    monkeypatch.setenv("DAGSTER_HOME", env["REGRESS_SERVE_DIR"] + "/dagster_home")
+    monkeypatch.setenv("REGRESS_DAGSTER_PG_URL", env["REGRESS_DAGSTER_PG_URL"])
     return dg.DagsterInstance.get()
 
 
@@ -197,7 +198,7 @@ def _location(port: int) -> dict[str, Any]:
 
 
 def test_schedule_run_sensor_alert_and_restarts_in_the_production_topology(
-    lab: LabSettings, topology: dict[str, str], webhook: WebhookReceiver
+    lab: LabSettings, topology: dict[str, str], webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dagster as dg
 
@@ -208,7 +209,7 @@ def test_schedule_run_sensor_alert_and_restarts_in_the_production_topology(
     assert location["__typename"] == "RepositoryLocation"
     assert SCHEDULE in {s["name"] for r in location["repositories"] for s in r["schedules"]}
 
-    instance = _instance(topology)
+    instance = _instance(topology, monkeypatch)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     _switch_on_backdated(instance, Path(topology["REGRESS_SERVE_DIR"]) / "workspace.yaml")
     _restart(topology, "daemon")  # a fresh scheduler loop evaluates the schedule at once
@@ -245,3 +246,4 @@ def test_schedule_run_sensor_alert_and_restarts_in_the_production_topology(
     assert "alerts sent 0" in (tick["skipReason"] or ""), tick
     time.sleep(1)  # Alertmanager's group_interval: anything re-sent would have arrived
     assert _firing(webhook.bodies, run.run_id) == sent, "the restarted daemon re-sent the alert"
+    instance.dispose()  # on failure the fixture's DROP DATABASE ... WITH (FORCE) closes its connections
