@@ -13,12 +13,13 @@ export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt uv venv lab-up lab-down lab-status demo test unit lint dev
+.PHONY: help setup apt uv venv lab-up lab-down lab-status demo test unit lint dev serve serve-stop
 
 help:
 	@echo "make demo   - install everything, start the local lab, run every area through Dagster"
 	@echo "make test   - install everything, start the local lab, run the test suite"
 	@echo "make dev    - serve the Dagster UI (dagster dev -w workspace.yaml)"
+	@echo "make serve  - production topology: code server, daemon, webserver on PostgreSQL (regress serve)"
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -64,3 +65,9 @@ lint: setup
 
 dev: setup
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+serve: lab-up
+	$(VENV)/bin/regress serve
+
+serve-stop:
+	$(VENV)/bin/regress serve stop

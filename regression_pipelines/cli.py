@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     from regression_pipelines.lab import cli as lab_cli
     from regression_pipelines.reports import cli as report_cli
     from regression_pipelines.running import cli as run_cli
+    from regression_pipelines.serve import cli as serve_cli
 
     parser = argparse.ArgumentParser(prog="regress", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cli.register(subparsers)
     detect_cli.register(subparsers)
     report_cli.register(subparsers)
+    serve_cli.register(subparsers)
     return parser
 
 

@@ -53,7 +53,11 @@ class EnvSelectedStorage(DagsterStorage, ConfigurableClass):
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
-        return {"base_dir": Field(StringSource, is_required=False)}
+        return {
+            "base_dir": Field(StringSource, is_required=False),
+            # a DAGSTER_HOME that must never fall back to SQLite (regress serve, deployments)
+            "require_postgres": Field(bool, is_required=False, default_value=False),
+        }
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]) -> Any:
@@ -63,5 +67,10 @@ class EnvSelectedStorage(DagsterStorage, ConfigurableClass):
 
             refuse_lab_target(url)
             return DagsterPostgresStorage(postgres_url=with_psycopg2_driver(url), inst_data=inst_data)
+        if config_value.get("require_postgres"):
+            raise ValueError(
+                f"{PG_URL_ENV} is not set, and this DAGSTER_HOME keeps Dagster's storage in PostgreSQL "
+                "(require_postgres: true); set it to postgresql://USER:PASSWORD@HOST:PORT/DB"
+            )
         base_dir = config_value.get("base_dir") or str(Path(os.environ["DAGSTER_HOME"]) / "storage")
         return DagsterSqliteStorage.from_local(base_dir, inst_data=inst_data)

@@ -26,6 +26,16 @@ def apply_lab_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+ALLOWED_HOSTS_ENV = "REGRESS_ALLOWED_HOSTS"
+
+
+def allowed_hosts() -> list[str]:
+    """Non-loopback hosts the team allows every resource to reach (REGRESS_ALLOWED_HOSTS, comma-separated):
+    how a deployment points the resources at its real clusters without a resources block in run config
+    (which would replace the resource's environment-set fields, passwords included)."""
+    return [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+
+
 def _optional_secret(name: str) -> dg.EnvVar | str:
     """A secret read through EnvVar when set (the UI then shows only its name); no password otherwise."""
     return dg.EnvVar(name) if os.environ.get(name) else ""
@@ -62,26 +72,30 @@ def build_resources() -> dict[str, object]:
             user=dg.EnvVar("REGRESS_PG_USER"),
             password=dg.EnvVar("REGRESS_PG_PASSWORD"),
             dbname=dg.EnvVar("REGRESS_PG_DB"),
+            allowed_hosts=allowed_hosts(),
         ),
         "redis": RedisResource(
             host=env("REGRESS_REDIS_HOST", "127.0.0.1"),
             port=dg.EnvVar.int("REGRESS_REDIS_PORT"),
             password=_optional_secret("REGRESS_REDIS_PASSWORD"),
+            allowed_hosts=allowed_hosts(),
         ),
         "rabbitmq": RabbitMQResource(
             host=env("REGRESS_RABBITMQ_HOST", "127.0.0.1"),
             port=dg.EnvVar.int("REGRESS_RABBITMQ_PORT"),
             user=env("REGRESS_RABBITMQ_USER", "guest"),
             password=dg.EnvVar("REGRESS_RABBITMQ_PASSWORD"),
+            allowed_hosts=allowed_hosts(),
         ),
         "warehouse": WarehouseResource(path=env("REGRESS_WAREHOUSE_PATH"))
         if env("REGRESS_WAREHOUSE_PATH")
         else WarehouseResource(),
-        "patroni": lab_patroni(password=dg.EnvVar("REGRESS_PATRONI_PASSWORD")),
+        "patroni": lab_patroni(password=dg.EnvVar("REGRESS_PATRONI_PASSWORD"), allowed_hosts=allowed_hosts()),
         "alerting": lab_alerting(),
         "delta": DeltaLakeResource(
             root=env("REGRESS_DELTA_ROOT", str(LabSettings.from_env().lab_dir / "delta")),
             spark_connect_url=env("REGRESS_SPARK_CONNECT_URL", ""),
             spark_delta_jars=env("REGRESS_SPARK_DELTA_JARS", ""),
+            allowed_hosts=allowed_hosts(),
         ),
     }

@@ -56,6 +56,8 @@ class LabSettings:
     redis_port: int = 16379
     rabbitmq_port: int = 15673
     alertmanager_port: int = 19093
+    # Dagster's own storage (`regress serve`): a private PostgreSQL that no area ever tests.
+    dagster_storage_port: int = 15480
     # Lab-only credentials (loopback lab, never a real system). Resources read them through EnvVar.
     postgres_user: str = "regress"
     postgres_password: str = field(default="regress-lab-pw", repr=False)
@@ -64,6 +66,9 @@ class LabSettings:
     patroni_replication_password: str = field(default="replicator-lab-pw", repr=False)
     rabbitmq_user: str = "guest"
     rabbitmq_password: str = field(default="guest", repr=False)
+    dagster_storage_user: str = "dagster"
+    dagster_storage_password: str = field(default="dagster-storage-lab-pw", repr=False)
+    dagster_storage_db: str = "dagster"
     # Added for the lab runner: every name and port derives from settings so two labs can coexist.
     rabbitmq_dist_port: int = 25673
     rabbitmq_epmd_port: int = 14369

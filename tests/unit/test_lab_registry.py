@@ -15,7 +15,7 @@ from regression_pipelines.lab.service import LabService, PortClaim
 from regression_pipelines.lab.services import _dependency_order, all_services, selected
 from regression_pipelines.lab.settings import LabSettings
 
-EXPECTED = {"postgres", "etcd", "patroni", "haproxy", "redis", "rabbitmq", "epmd", "alertmanager"}
+EXPECTED = {"postgres", "etcd", "patroni", "haproxy", "redis", "rabbitmq", "epmd", "alertmanager", "dagster_storage"}
 
 
 @pytest.fixture(params=[0, 4300], ids=["default-ports", "offset-4300"])
