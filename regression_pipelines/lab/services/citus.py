@@ -93,10 +93,8 @@ class Citus(LabService):
                 check=True, capture_output=True,
             )  # fmt: skip
         passfile = base / "pgpass"
-        lines = [
-            f"{LAB_HOST}:*:*:{s.postgres_user}:{s.postgres_password}",
-            f"{LAB_HOST}:*:*:postgres:{s.citus_superuser_password}",
-        ]
+        # Any host: Citus reaches itself as citus.local_hostname ('localhost') during logical shard moves.
+        lines = [f"*:*:*:{s.postgres_user}:{s.postgres_password}", f"*:*:*:postgres:{s.citus_superuser_password}"]
         write_file(passfile, "\n".join(lines) + "\n", user="postgres", mode=0o600)
         argv = [
             str(POSTGRES.path), "-D", str(data), "-p", str(_port(s, process)),
