@@ -162,14 +162,16 @@ class Citus(LabService):
         return self.healthy(s, coordinator)[0], f"coordinator + {len(NODES) - 1} workers active"
 
     def summary(self, s: LabSettings) -> Probe:
+        """Every node reaches every other (citus_check_cluster_node_health on the coordinator)."""
         try:
-            unhealthy = pg_query(
+            passing = pg_query(
                 s.citus_ports[0], s.postgres_user, s.postgres_password, s.postgres_db,
-                "SELECT count(*) FILTER (WHERE NOT result) || '/' || count(*) FROM citus_check_cluster_node_health()",
+                "SELECT count(*) FILTER (WHERE result) || '/' || count(*) FROM citus_check_cluster_node_health()",
             )  # fmt: skip
         except Exception as exc:
             return False, short(exc)
-        return str(unhealthy).startswith("0/"), f"node-to-node checks failing: {unhealthy}"
+        ok, total = str(passing).split("/")
+        return ok == total, f"{passing} node-to-node checks pass"
 
     def endpoint(self, s: LabSettings) -> dict[str, Any]:
         return {
