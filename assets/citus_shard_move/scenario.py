@@ -238,6 +238,7 @@ def _run(
         invariants=[*invariants, error_invariant],
         environment={
             "citus_version": version,
+            "schema": schema,
             "moved_shard": place.shard_id,
             "moved_from": f"{place.host}:{place.port}",
             "moved_to": f"{target[0]}:{target[1]}",

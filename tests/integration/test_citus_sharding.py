@@ -68,14 +68,14 @@ def _failed(result: ScenarioResult) -> dict[str, str]:
     return {inv.name: inv.detail for inv in result.invariants if not inv.passed}
 
 
-def _assert_clean(citus: CitusResource, postgres: PostgresResource) -> None:
-    """No schema of a run is left on either side, no prepared transaction, and the metadata is whole."""
-    query = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'regress\\_citus\\_%'"
+def _assert_clean(citus: CitusResource, postgres: PostgresResource, schema: str) -> None:
+    """The run's schema is gone on both sides, no prepared transaction is left, and the metadata is whole."""
+    query = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s"
     with citus.connect() as conn:
-        assert conn.execute(query).fetchone()[0] == 0
+        assert conn.execute(query, (f"{schema}%",)).fetchone()[0] == 0
         assert cluster.leftovers(conn).passed and cluster.hash_ranges(conn).passed
     with postgres.connect() as conn:
-        assert conn.execute(query).fetchone()[0] == 0
+        assert conn.execute(query, (f"{schema}%",)).fetchone()[0] == 0
 
 
 def test_clean_run_passes_every_check_through_the_asset(
@@ -94,7 +94,7 @@ def test_clean_run_passes_every_check_through_the_asset(
         assert metadata[f"metric/{name}"] > 0
     assert metadata["metric/copy.rows_per_s"] > 0 and metadata["metric/shards.skew"] >= 1
     assert metadata["env/citus_version"].startswith("Citus 13.")
-    _assert_clean(citus, postgres)
+    _assert_clean(citus, postgres, metadata["env/schema"])
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_each_real_fault_fails_exactly_its_check_and_is_undone(
     failed = _failed(result)
     assert list(failed) == [check], failed
     assert says in failed[check]
-    _assert_clean(citus, postgres)
+    _assert_clean(citus, postgres, str(result.environment["schema"]))
 
 
 def test_a_mismatch_is_shrunk_to_the_statements_it_needs_by_replaying(
@@ -143,7 +143,7 @@ def test_a_mismatch_is_shrunk_to_the_statements_it_needs_by_replaying(
             pair.drop()
     assert found.reproduced and found.complete
     assert [s.index for s in found.steps] == [100, 101]
-    _assert_clean(citus, postgres)
+    _assert_clean(citus, postgres, schema)
 
 
 def test_a_role_that_cannot_log_in_fails_naming_the_field(citus: CitusResource) -> None:
