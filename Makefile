@@ -49,9 +49,10 @@ lab-down:
 lab-status:
 	$(VENV)/bin/regress lab status
 
-# The demo also runs the destructive failover area (a Patroni switchover) because its target is the local lab.
+# The demo also runs the destructive failover area (a Patroni switchover) because its target is the local lab;
+# citus_sharding is reported skipped where Citus is not installed.
 demo: lab-up
-	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover,delta_cdf,etl_pipeline \
+	$(VENV)/bin/regress run --areas cache_coherence,ha_health,ha_failover,delta_cdf,etl_pipeline,citus_sharding \
 	  --set ha_failover.allow_destructive=true --set ha_failover.mode=switchover
 
 test: lab-up

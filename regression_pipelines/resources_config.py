@@ -12,6 +12,7 @@ import dagster as dg
 
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings, lab_env_defaults
 from resources.alerting import AlertingResource
+from resources.citus import CitusResource
 from resources.delta import DeltaLakeResource
 from resources.patroni import PatroniResource
 from resources.postgres import PostgresResource
@@ -92,6 +93,14 @@ def build_resources() -> dict[str, object]:
         else WarehouseResource(),
         "patroni": lab_patroni(password=dg.EnvVar("REGRESS_PATRONI_PASSWORD"), allowed_hosts=allowed_hosts()),
         "alerting": lab_alerting(),
+        "citus": CitusResource(
+            host=env("REGRESS_CITUS_HOST", "127.0.0.1"),
+            port=dg.EnvVar.int("REGRESS_CITUS_PORT"),
+            user=dg.EnvVar("REGRESS_CITUS_USER"),
+            password=dg.EnvVar("REGRESS_CITUS_PASSWORD"),
+            dbname=dg.EnvVar("REGRESS_CITUS_DB"),
+            superuser_password=_optional_secret("REGRESS_CITUS_SUPERUSER_PASSWORD"),
+        ),
         "delta": DeltaLakeResource(
             root=env("REGRESS_DELTA_ROOT", str(LabSettings.from_env().lab_dir / "delta")),
             spark_connect_url=env("REGRESS_SPARK_CONNECT_URL", ""),

@@ -78,6 +78,11 @@ class LabSettings:
     patroni_synchronous_mode: bool = False
     # Empty means http://127.0.0.1:<alertmanager_port + 1>/alerts (filled in by __post_init__).
     alertmanager_webhook_url: str = ""
+    # Citus (optional: started only when the citus extension is installed for PostgreSQL 15): coordinator, 2 workers.
+    citus_ports: tuple[int, int, int] = (15436, 15437, 15438)
+    citus_superuser_password: str = field(default="citus-lab-pw", repr=False)
+    # Where `lab up` looks for citus.control; point it elsewhere to run the lab as a machine without Citus.
+    citus_extension_dir: str = "/usr/share/postgresql/15/extension"
 
     def __post_init__(self) -> None:
         if not self.alertmanager_webhook_url:
@@ -165,4 +170,9 @@ def lab_env_defaults(settings: LabSettings | None = None) -> dict[str, str]:
         "REGRESS_RABBITMQ_PORT": str(broker_port),
         "REGRESS_RABBITMQ_PASSWORD": s.rabbitmq_password,
         "REGRESS_PATRONI_PASSWORD": s.patroni_superuser_password,
+        "REGRESS_CITUS_PORT": str(s.citus_ports[0]),
+        "REGRESS_CITUS_USER": s.postgres_user,
+        "REGRESS_CITUS_PASSWORD": s.postgres_password,
+        "REGRESS_CITUS_DB": s.postgres_db,
+        "REGRESS_CITUS_SUPERUSER_PASSWORD": s.citus_superuser_password,
     }

@@ -69,7 +69,10 @@ def test_hourly_job_records_every_area_through_the_scorecard(lab: LabSettings, d
         areas = {row[0] for row in conn.execute("SELECT DISTINCT area FROM metrics").fetchall()}
         runs = conn.execute("SELECT count(DISTINCT run_id) FROM runs").fetchall()[0][0]
         checks = {row[0] for row in conn.execute("SELECT DISTINCT invariant FROM invariants").fetchall()}
-    assert areas == {a.name for a in discover_areas() if not a.destructive} and runs == 1
+        # An area whose system is absent here (citus_sharding without Citus) is recorded as skipped, no metrics.
+        skipped = {row[0] for row in conn.execute("SELECT area FROM runs WHERE status = 'skipped'").fetchall()}
+    assert areas | skipped == {a.name for a in discover_areas() if not a.destructive} and runs == 1
+    assert not areas & skipped
     assert {"single_leader", "no_divergence_after_settle", "no_operation_errors"} <= checks
     assert (dagster_home / "reports" / "regression_report.html").stat().st_size > 1_000_000
 
