@@ -53,7 +53,9 @@ def test_up_from_nothing_then_status_is_healthy(lab: dict[str, str]) -> None:
     status = run_lab_cli(lab, "status", "--json")
     rows = json.loads(status.stdout)
     assert status.returncode == 0, status.stdout
-    assert all(r["healthy"] for r in rows), [r for r in rows if not r["healthy"]]
+    # healthy None = an optional service this machine cannot run (Citus where it is not installed): skipped.
+    assert all(r["healthy"] is not False for r in rows), [r for r in rows if r["healthy"] is False]
+    assert all(r["healthy"] for r in rows if r["service"] != "citus"), rows
     names = {r["service"] for r in rows}
     assert {"postgres", "etcd", "patroni", "patroni-pg0", "haproxy", "redis", "rabbitmq", "alertmanager"} <= names
     rabbit = next(r for r in rows if r["service"] == "rabbitmq")
