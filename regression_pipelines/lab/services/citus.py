@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from regression_pipelines.lab.binaries import INITDB, POSTGRES, SETPRIV
 from regression_pipelines.lab.files import service_dir, write_file
 from regression_pipelines.lab.health import Probe, pg_query, short
 from regression_pipelines.lab.pg_roles import ensure_regress_role
+from regression_pipelines.lab.pg_server import initdb_once, postgres_argv
 from regression_pipelines.lab.procs import spawn
 from regression_pipelines.lab.service import LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
@@ -82,27 +82,16 @@ class Citus(LabService):
         base.mkdir(parents=True, exist_ok=True)
         shutil.chown(base, "postgres", "postgres")
         data = base / "data"
-        if not (data / "PG_VERSION").exists():
-            shutil.rmtree(data, ignore_errors=True)
-            subprocess.run(
-                [
-                    "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                    str(INITDB.path), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-sync",
-                    "--auth-local=trust", "--auth-host=scram-sha-256",
-                ],
-                check=True, capture_output=True,
-            )  # fmt: skip
+        initdb_once(data)
         passfile = base / "pgpass"
         # Any host: Citus reaches itself as citus.local_hostname ('localhost') during logical shard moves.
         lines = [f"*:*:*:{s.postgres_user}:{s.postgres_password}", f"*:*:*:postgres:{s.citus_superuser_password}"]
         write_file(passfile, "\n".join(lines) + "\n", user="postgres", mode=0o600)
-        argv = [
-            str(POSTGRES.path), "-D", str(data), "-p", str(_port(s, process)),
-            "-c", f"listen_addresses={LAB_HOST}", "-c", f"unix_socket_directories={base}",
-            "-c", "shared_preload_libraries=citus", "-c", "password_encryption=scram-sha-256",
-            "-c", "shared_buffers=32MB", "-c", "wal_level=logical", "-c", "max_prepared_transactions=100",
-            "-c", "max_connections=200",
-        ]  # fmt: skip
+        argv = postgres_argv(
+            data, _port(s, process), base,
+            "shared_preload_libraries=citus", "wal_level=logical", "max_prepared_transactions=100",
+            "max_connections=200",
+        )  # fmt: skip
         env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "PGPASSFILE": str(passfile), "LANG": "C.UTF-8"}
         pid = spawn(argv, base / "postgres.log", user="postgres", env=env)
         record_service(s, process, pid=pid, ports={"pg": _port(s, process)}, started_by_lab=True)

@@ -6,14 +6,13 @@ orchestrator down with it. Its own port, data dir and login role (`dagster`); ru
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 from typing import Any
 
 from regression_pipelines.lab.binaries import INITDB, POSTGRES, SETPRIV
 from regression_pipelines.lab.files import service_dir
 from regression_pipelines.lab.health import Probe, pg_query, short
+from regression_pipelines.lab.pg_server import initdb_once, postgres_argv
 from regression_pipelines.lab.procs import spawn
 from regression_pipelines.lab.service import LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
@@ -57,21 +56,8 @@ class DagsterStorage(LabService):
     def start(self, s: LabSettings, process: str) -> int:
         base = service_dir(s, NAME, "postgres")
         data = base / "data"
-        if not (data / "PG_VERSION").exists():
-            shutil.rmtree(data, ignore_errors=True)
-            subprocess.run(
-                [
-                    "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                    str(INITDB.path), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-sync",
-                    "--auth-local=trust", "--auth-host=scram-sha-256",
-                ],
-                check=True, capture_output=True,
-            )  # fmt: skip
-        argv = [
-            str(POSTGRES.path), "-D", str(data), "-p", str(s.dagster_storage_port),
-            "-c", f"listen_addresses={LAB_HOST}", "-c", f"unix_socket_directories={base}",
-            "-c", "password_encryption=scram-sha-256", "-c", "shared_buffers=32MB", "-c", "max_connections=200",
-        ]  # fmt: skip
+        initdb_once(data)
+        argv = postgres_argv(data, s.dagster_storage_port, base, "max_connections=200")
         pid = spawn(argv, base / "postgres.log", user="postgres")
         record_service(s, NAME, pid=pid, ports={"pg": s.dagster_storage_port}, started_by_lab=True)
         return pid

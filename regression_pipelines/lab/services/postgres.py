@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 from typing import Any
 
 from regression_pipelines.lab.binaries import INITDB, POSTGRES, SETPRIV
 from regression_pipelines.lab.files import service_dir
 from regression_pipelines.lab.health import Probe, pg_query, short
 from regression_pipelines.lab.pg_roles import ensure_regress_role
+from regression_pipelines.lab.pg_server import initdb_once, postgres_argv
 from regression_pipelines.lab.procs import spawn
 from regression_pipelines.lab.service import LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
@@ -28,22 +27,8 @@ class Postgres(LabService):
     def start(self, s: LabSettings, process: str) -> int:
         base = service_dir(s, "postgres", "postgres")
         data = base / "data"
-        if not (data / "PG_VERSION").exists():
-            shutil.rmtree(data, ignore_errors=True)
-            subprocess.run(
-                [
-                    "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                    str(INITDB.path), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-sync",
-                    "--auth-local=trust", "--auth-host=scram-sha-256",
-                ],
-                check=True, capture_output=True,
-            )  # fmt: skip
-        argv = [
-            str(POSTGRES.path), "-D", str(data), "-p", str(s.postgres_port),
-            "-c", f"listen_addresses={LAB_HOST}", "-c", f"unix_socket_directories={base}",
-            "-c", "password_encryption=scram-sha-256", "-c", "shared_buffers=32MB",
-        ]  # fmt: skip
-        pid = spawn(argv, base / "postgres.log", user="postgres")
+        initdb_once(data)
+        pid = spawn(postgres_argv(data, s.postgres_port, base), base / "postgres.log", user="postgres")
         record_service(s, "postgres", pid=pid, ports={"pg": s.postgres_port}, started_by_lab=True)
         return pid
 
