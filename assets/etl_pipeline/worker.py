@@ -28,6 +28,7 @@ from assets.etl_pipeline.transform import InvalidJob, extract, transform
 PAUSED = "PAUSED"  # printed at the kill point; the scenario then sends SIGKILL
 KEEP_ERRORS = 5
 PUMP_EVERY = 32  # messages between socket flushes in stage workers
+TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock, serialization failure: retrying the batch succeeds
 
 
 @dataclass
@@ -198,8 +199,8 @@ class Worker:
         self.stats.batches += 1
         kill_here = spec.get("kill_at_batch") == self.stats.batches
         by_tenant: dict[str, list[tuple[str, float, dict[str, Any]]]] = defaultdict(list)
-        for _tag, job_id, tenant, published, row in batch:
-            by_tenant[tenant].append((job_id, published, row))
+        for _tag, job_id, tenant, published, row in sorted(batch, key=lambda b: (b[2], b[1])):
+            by_tenant[tenant].append((job_id, published, row))  # one lock order for every loader: no deadlocks
         started = time.perf_counter()
         try:
             for tenant, rows in by_tenant.items():
@@ -211,8 +212,9 @@ class Worker:
         except psycopg.Error as exc:
             self.stats.error(exc)
             self.pg.rollback()
-            if not spec["ack_early"]:
-                channel.basic_nack(batch[-1][0], multiple=True, requeue=False)
+            if not spec["ack_early"]:  # a transient failure is redelivered; anything else is dead-lettered
+                transient = exc.sqlstate in TRANSIENT_SQLSTATES
+                channel.basic_nack(batch[-1][0], multiple=True, requeue=transient)
             return
         self.stats.db_seconds += time.perf_counter() - started
         self.stats.loaded_rows += len(batch)
