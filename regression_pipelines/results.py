@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 METRIC_PREFIX = "metric/"
@@ -65,6 +66,10 @@ class Invariant:
     facts: Mapping[str, float | int | str | bool] = field(default_factory=dict)
 
 
+# A stage's figures: plain values the factory turns into metadata (a Path as a path, a mapping as JSON).
+StageValue = str | int | float | bool | Path | Mapping[str, int | float | str]
+
+
 @dataclass
 class ScenarioResult:
     area: str
@@ -74,6 +79,8 @@ class ScenarioResult:
     # Settings that change what the figures mean (fault injected, failover mode, sync/async replication...):
     # a run is only ever compared with history that has the same values.
     comparable_on: dict[str, str | int | float | bool] = field(default_factory=dict)
+    # Per declared stage of the area (kit.Stage): what that stage produced, e.g. the input file and its rows.
+    stages: dict[str, dict[str, StageValue]] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric:
         for metric in self.metrics:

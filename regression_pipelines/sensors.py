@@ -22,6 +22,7 @@ from regression_pipelines.alerts.rules import (
 )
 from regression_pipelines.errors import mask_secrets
 from regression_pipelines.evaluation import AssetEvaluation, evaluate_asset
+from regression_pipelines.kit.declaration import STAGE_TAG
 from regression_pipelines.perf_check import PERF_CHECK_NAME, policies_for, to_check_evaluation
 from regression_pipelines.results import Invariant
 from resources.alerting import AlertingResource
@@ -48,9 +49,14 @@ def dump_cursor(cursor: dict[str, int]) -> str:
 
 
 def _area_keys(context: dg.SensorEvaluationContext) -> list[dg.AssetKey]:
-    """Every asset in the areas group, external ones too (results may be reported from outside Dagster)."""
+    """Every asset in the areas group, external ones too (results may be reported from outside Dagster), but
+    not an area's stages: the area carries the figures and every invariant."""
     graph = context.repository_def.asset_graph
-    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name == AREA_GROUP]
+    keys = [
+        key
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).group_name == AREA_GROUP and STAGE_TAG not in graph.get(key).tags
+    ]
     return sorted(keys, key=lambda k: k.to_user_string())
 
 

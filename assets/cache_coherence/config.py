@@ -32,6 +32,9 @@ class CacheConfig(AreaConfig):
         default=0, ge=0, le=10_000, description="Delay for fault=delay_invalidation (ms)"
     )
     seed: int = Field(default=7, description="Seed of the key choice")
+    latency_seconds: float = Field(
+        default=1.0, ge=0.2, le=60, description="Length of the read-latency phase after each mode's workload"
+    )
     calibrate: bool = Field(
         default=True, description="Run redis-benchmark and pgbench against the same servers before the workload"
     )

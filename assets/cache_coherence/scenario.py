@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import psycopg
 import redis
 
+from assets.cache_coherence import latency
 from assets.cache_coherence.config import CacheConfig
 from assets.cache_coherence.oracle import CommitLog
-from assets.cache_coherence.store import CachedTable, CacheEntry
+from assets.cache_coherence.store import OPERATION_ERRORS, CachedTable, CacheEntry
 from regression_pipelines.calibration import Calibration
-from regression_pipelines.errors import ResourceConfigError
 from regression_pipelines.measure import ErrorTally, describe_error, nines, percentile
 from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
+from regression_pipelines.timed_calls import PreparedQuery, TimedRedis, unusable
 
 AREA = "cache_coherence"
 INVARIANTS = ("no_divergence_after_settle", "stale_read_rate_within_bound", "ttl_expiry_honoured")
@@ -33,8 +34,6 @@ TTL_PROBE_MS = 300
 ConnectionFactory = Callable[[], psycopg.Connection]
 # (redis key to GET, pgbench script, clients) -> the instruments' readings against the same servers.
 Calibrate = Callable[[str, str, int], list[Calibration]]
-# What a misbehaving server raises mid-workload (ResourceConfigError: a reconnect the server refused).
-OPERATION_ERRORS = (psycopg.Error, redis.RedisError, ResourceConfigError, OSError)
 
 
 @dataclass
@@ -45,8 +44,6 @@ class ModeStats:
     writes: int = 0
     hits: int = 0
     stale_reads: int = 0
-    cache_latency_ms: list[float] = field(default_factory=list)
-    db_latency_ms: list[float] = field(default_factory=list)
     staleness_ms: list[float] = field(default_factory=list)
     errors: ErrorTally = field(default_factory=ErrorTally)  # shared by every mode of one run
     crashes: list[str] = field(default_factory=list)  # a worker that died: a harness bug, never measured away
@@ -71,15 +68,23 @@ class _Budget:
             return True
 
 
-def _key_picker(keys: int, seed: int) -> Callable[[], int]:
-    """Zipf-like skew: a few hot keys get most traffic, so reads and writes really collide.
+def _skew(keys: int) -> list[float]:
+    """Zipf-like cumulative weights: a few hot keys get most traffic, so reads and writes really collide.
 
-    Cumulative weights are computed once: `random.choices` would otherwise redo it on every operation.
+    Computed once per picker: `random.choices` would otherwise redo it on every operation.
     """
-    rng = random.Random(seed)
-    population = range(keys)
-    cum_weights = list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(keys)))
+    return list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(keys)))
+
+
+def _key_picker(keys: int, seed: int) -> Callable[[], int]:
+    rng, population, cum_weights = random.Random(seed), range(keys), _skew(keys)
     return lambda: rng.choices(population, cum_weights=cum_weights)[0]
+
+
+def _key_sequence(keys: int) -> Callable[[int, int], list[int]]:
+    """`(seed, count)` -> `count` keys with the workload's skew, drawn in one call (no per-key Python later)."""
+    population, cum_weights = range(keys), _skew(keys)
+    return lambda seed, count: random.Random(seed).choices(population, cum_weights=cum_weights, k=count)
 
 
 def _reader(
@@ -90,32 +95,31 @@ def _reader(
     stats: ModeStats,
     seed: int,
 ) -> None:
+    """Reads through the cache on the same lean client path the latency phase times (regression_pipelines.
+    timed_calls); latency is not timed here: the oracle's bookkeeping would sit inside every timing."""
     pick_key = _key_picker(table.config.keys, seed)
-    db = _Connection(connect)
+    db = _Connection(connect, table.db_read_query)
+    cache = _TimedCache(table.cache)
     try:
         while budget.take():
             key = pick_key()
             started = time.monotonic()
             expected = log.latest(key)
-            try:  # only the server call is timed: parsing, connecting and bookkeeping are the harness's
-                name = table.cache_key(key)
-                t0 = time.perf_counter_ns()
-                raw = table.cache.get(name)
-                t1 = time.perf_counter_ns()
-                entry = CacheEntry.parse(raw) if raw is not None else None
+            get = table.packed_get(key)
+            try:
+                raw, _ = cache.get().call(get)
+                entry = CacheEntry.parse(raw.decode()) if raw is not None else None
                 if entry is not None and not entry.tombstone:
                     stats.hits += 1
-                    stats.cache_latency_ms.append((t1 - t0) / 1e6)
                     served, fill = entry.version, None
                 else:
-                    conn = db.get()
-                    t2 = time.perf_counter_ns()
-                    version, value = table.db_read(conn, key)
-                    stats.db_latency_ms.append((time.perf_counter_ns() - t2) / 1e6)
+                    rows, _ = db.query().run(key)
+                    version, value = int(str(rows[0][0])), str(rows[0][1])
                     served, fill = version, CacheEntry(version, False, value)
             except OPERATION_ERRORS as exc:
                 stats.errors.failed(exc)
                 db.discard_if_broken()
+                cache.discard_if_broken()
                 continue
             stats.errors.ok()
             stats.reads += 1
@@ -126,6 +130,7 @@ def _reader(
                 _counted(stats.errors, table.cache_put, key, fill)
     finally:
         db.close()
+        cache.close()
 
 
 def _writer(
@@ -173,11 +178,17 @@ def _counted(errors: ErrorTally, action: Callable[..., None], *args: object) -> 
 
 
 class _Connection:
-    """A worker's database connection, reopened after the server dropped it (each failure is counted)."""
+    """A worker's database connection, reopened after the server dropped it (each failure is counted).
 
-    def __init__(self, connect: ConnectionFactory) -> None:
+    With `prepare`, `query()` gives the statement it prepares on the current connection."""
+
+    def __init__(
+        self, connect: ConnectionFactory, prepare: Callable[[psycopg.Connection], PreparedQuery] | None = None
+    ) -> None:
         self._connect = connect
+        self._prepare = prepare
         self._conn: psycopg.Connection | None = None
+        self._query: PreparedQuery | None = None
 
     def get(self) -> psycopg.Connection:
         if self._conn is None:
@@ -185,8 +196,38 @@ class _Connection:
             self._conn.execute("SET application_name = 'cache_coherence.worker'")  # tells operators what it is
         return self._conn
 
+    def query(self) -> PreparedQuery:
+        if self._query is None:
+            if self._prepare is None:
+                raise TypeError("this connection was opened without a statement to prepare")
+            self._query = self._prepare(self.get())
+        return self._query
+
     def discard_if_broken(self) -> None:
-        if self._conn is not None and (self._conn.broken or self._conn.closed):
+        if self._conn is not None and unusable(self._conn):
+            self._conn.close()
+            self._conn = None
+            self._query = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class _TimedCache:
+    """A reader's own timed Redis connection, reopened after an error broke it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._conn: TimedRedis | None = None
+
+    def get(self) -> TimedRedis:
+        if self._conn is None:
+            self._conn = TimedRedis.like(self._client)
+        return self._conn
+
+    def discard_if_broken(self) -> None:
+        if self._conn is not None and self._conn.broken:
             self._conn.close()
             self._conn = None
 
@@ -228,7 +269,6 @@ def _run_mode(
     with connect() as admin:
         table.create(admin)
         try:
-            readings = _calibrate(table, config, calibrate) if calibrate else []
             budget = _Budget(config.max_ops, config.max_seconds)
             interval = config.writers / config.writes_per_second
             threads = [
@@ -258,9 +298,12 @@ def _run_mode(
             time.sleep(config.settle_seconds)
             divergent = _divergent_keys(table, admin)
             ttl = _ttl_check(table, config, errors)
+            readings = _calibrate(table, config, calibrate) if calibrate else []
+            keys = _key_sequence(config.keys)
+            reads = latency.measure(table, connect, keys, config.readers, config.latency_seconds, errors)
         finally:
             table.drop(admin)
-    return _mode_figures(mode, config, stats, divergent, ttl), readings
+    return _mode_figures(mode, config, stats, reads, divergent, ttl), readings
 
 
 def _divergent_keys(table: CachedTable, conn: psycopg.Connection) -> list[int]:
@@ -297,7 +340,12 @@ def _ttl_check(table: CachedTable, config: CacheConfig, errors: ErrorTally) -> t
 
 
 def _mode_figures(
-    mode: str, config: CacheConfig, stats: ModeStats, divergent: list[int], ttl: tuple[bool, str]
+    mode: str,
+    config: CacheConfig,
+    stats: ModeStats,
+    reads: latency.ReadLatency,
+    divergent: list[int],
+    ttl: tuple[bool, str],
 ) -> list[Metric | Invariant]:
     ops = stats.reads + stats.writes
     stale_rate = stats.stale_reads / stats.reads if stats.reads else float("nan")
@@ -313,7 +361,7 @@ def _mode_figures(
         Metric(f"{mode}.reads", stats.reads, "ops", higher, kind=MetricKind.VOLUME),
         Metric(f"{mode}.writes", stats.writes, "ops", higher, kind=MetricKind.VOLUME),
     ]
-    for source, samples in (("cache", stats.cache_latency_ms), ("db", stats.db_latency_ms)):
+    for source, samples in (("cache", reads.cache_ms), ("db", reads.db_ms)):
         for q in (50, 95, 99):
             figures.append(
                 Metric(f"{mode}.{source}_read_p{q}_ms", percentile(samples, q), "ms", lower, samples=len(samples))
@@ -383,7 +431,7 @@ def run(
 ) -> ScenarioResult:
     """Run each configured mode in turn (each with a fresh table and key space) and gather the figures.
 
-    With `calibrate`, the field's instruments run once, right before the first mode's workload.
+    With `calibrate`, the field's instruments run once, in the first mode, right before its latency phase.
     """
     result = ScenarioResult(area=AREA)
     per_mode: list[Invariant] = []

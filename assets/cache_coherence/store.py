@@ -16,6 +16,11 @@ import psycopg
 import redis
 
 from assets.cache_coherence.config import CacheConfig
+from regression_pipelines.errors import ResourceConfigError
+from regression_pipelines.timed_calls import PreparedQuery, TimedRedis
+
+# What a misbehaving server raises mid-workload (ResourceConfigError: a reconnect the server refused).
+OPERATION_ERRORS = (psycopg.Error, redis.RedisError, ResourceConfigError, OSError)
 
 # KEYS[1]=key ARGV: version, payload, ttl_ms (0 = no TTL). Stored as "version|kind|value", kind v=value t=tombstone.
 _GUARDED_SET = """
@@ -136,9 +141,13 @@ class CachedTable:
             timer.join(timeout_s)
 
     # --- database primitives ----------------------------------------------------------------------------
-    def db_read(self, conn: psycopg.Connection, key: int) -> tuple[int, str]:
-        row = conn.execute(f"SELECT version, value FROM {self.table} WHERE id = %s", (key,)).fetchone()
-        return int(row[0]), str(row[1])
+    def db_read_query(self, conn: psycopg.Connection) -> PreparedQuery:
+        """The reader's point SELECT, prepared once per connection; `run(key)` gives ([(version, value)], ns)."""
+        return PreparedQuery(conn, f"SELECT version, value FROM {self.table} WHERE id = $1")
+
+    def packed_get(self, key: int) -> bytes:
+        """The reader's GET of `key`, packed once for `TimedRedis.call`."""
+        return TimedRedis.pack("GET", self.cache_key(key))
 
     def db_write(self, conn: psycopg.Connection, key: int) -> tuple[int, str, float]:
         """Bump the row's version; returns (version, value, monotonic time COMMIT returned)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from assets.citus_sharding import scenario
 from assets.citus_sharding.config import CitusShardingConfig
+from regression_pipelines import calibration
 from regression_pipelines.kit import Area, AreaSkipped, RunContext
 from regression_pipelines.results import ScenarioResult
 from resources.citus import CitusUnavailable
@@ -28,7 +29,25 @@ def run(config: CitusShardingConfig, ctx: RunContext) -> ScenarioResult:
         target=citus.describe(),
     )
     schema = f"regress_citus_{re.sub(r'[^a-z0-9]', '', ctx.run_id.lower())[:8]}_{secrets.token_hex(3)}"
-    return scenario.run(config, cluster, lambda: postgres.connect(autocommit=False), schema, ctx.output_dir, ctx.log)
+
+    def calibrate(script: str) -> calibration.Calibration:
+        """pgbench -M prepared on the coordinator, 1 client like the timed phase (password through env only)."""
+        reading = calibration.pgbench(
+            citus.host, citus.port, citus.user, citus.dbname, script, concurrency=1,
+            seconds=config.calibration_seconds, password=citus.password, instrument="pgbench_router_select",
+        )  # fmt: skip
+        ctx.log.info(f"calibration {reading.describe()}")
+        return reading
+
+    return scenario.run(
+        config,
+        cluster,
+        lambda: postgres.connect(autocommit=False),
+        schema,
+        ctx.output_dir,
+        ctx.log,
+        calibrate if config.calibrate else None,
+    )
 
 
 AREA = Area(

@@ -35,3 +35,5 @@ class CitusShardingConfig(AreaConfig):
     max_seconds: float = Field(default=120.0, ge=1, le=3600, description="Time budget of the workload")
     fault: Annotated[str, one_of(*FAULTS)] = Field(default="none", description=" | ".join(FAULTS))
     seed: int = Field(default=11, description="Seed of the data and of the statement mix")
+    calibrate: bool = Field(default=True, description="Run pgbench's router query on the coordinator first")
+    calibration_seconds: float = Field(default=1.0, ge=0.5, le=30, description="Length of the calibration probe")

@@ -25,9 +25,11 @@ from assets.citus_sharding.compare import Verdict
 from assets.citus_sharding.config import CitusShardingConfig
 from assets.citus_sharding.oracle import Pair, Step, minimal_sequence, replayer
 from assets.citus_sharding.workload import Generator
+from regression_pipelines.calibration import Calibration
 from regression_pipelines.errors import ResourceConfigError
 from regression_pipelines.measure import ErrorTally, describe_error, percentile
 from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
+from regression_pipelines.timed_calls import PreparedQuery
 
 AREA = "citus_sharding"
 DIFFERENTIAL_MATCHES = "differential_matches"
@@ -43,6 +45,7 @@ INVARIANTS = (
 DISTRIBUTION = {"accounts": "id", "orders": "account_id"}
 MINIMIZE_SECONDS = 60.0
 LOG = logging.getLogger(__name__)
+Calibrate = Callable[[str], Calibration]  # pgbench script -> the instrument's reading on the coordinator
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,15 @@ def run(
     schema: str,
     output_dir: Path,
     log: Any = LOG,
+    calibrate: Calibrate | None = None,
 ) -> ScenarioResult:
+    """With `calibrate`, pgbench runs the timed router query right before the timed phase."""
     citus = citus_cluster.connect()
     vanilla = connect_vanilla()
     pair = Pair(citus, vanilla, schema, config.shard_count)
     undo: list[faults.Injected] = []
     try:
-        return _run(config, citus_cluster, pair, output_dir, undo, log)
+        return _run(config, citus_cluster, pair, output_dir, undo, log, calibrate)
     finally:
         for injected in reversed(undo):
             try:
@@ -92,6 +97,7 @@ def _run(
     output_dir: Path,
     undo: list[faults.Injected],
     log: Any,
+    calibrate: Calibrate | None,
 ) -> ScenarioResult:
     deadline = time.monotonic() + config.max_seconds
     generator = Generator(config.seed, config.accounts, config.orders_per_account)
@@ -116,7 +122,9 @@ def _run(
     mix_steps = list(pair.steps)
     errors = ErrorTally()
     copy_step = pair.apply(generator.copy_batch(config.copy_rows)) if config.copy_rows else None
-    timed = _timed_queries(config, pair, errors, deadline)
+    top = pair.citus.execute(f'SELECT max(id) FROM "{pair.schema}".accounts').fetchone()[0] or 1
+    reading = calibrate(_calibration_script(pair.schema, top)) if calibrate else None
+    timed = _timed_queries(config, pair, top, errors, deadline)
     contents = pair.compare_contents()
     skew_rows = cluster.shard_rows(pair.citus, f"{pair.schema}.accounts")
     differential = _differential(config, pair, mix_steps, copy_step, contents, output_dir, initial, log)
@@ -147,6 +155,7 @@ def _run(
         error_metric, error_invariant = errors.figures("timed COPY and queries")
     metrics = [
         *_latency_metrics(timed),
+        *(reading.metrics({"router.latency_p50": percentile(timed["router"], 50)}) if reading else []),
         *_copy_metrics(copy_step),
         Metric("shards.skew", coverage.skew(skew_rows), "ratio", kind=MetricKind.VOLUME, samples=len(skew_rows)),
         *_differential_metrics(mix_steps),
@@ -194,53 +203,69 @@ def _inject(config: CitusShardingConfig, citus_cluster: Cluster, pair: Pair) -> 
 # --- timed phase -------------------------------------------------------------------------------------------
 
 
-def _timed(conn: psycopg.Connection, query: str, params: tuple[Any, ...], errors: ErrorTally) -> float | None:
-    started = time.perf_counter()
+def _timed(query: PreparedQuery | None, params: tuple[Any, ...], errors: ErrorTally) -> float | None:
+    """One execution's round trip in ms (libpq directly: the figure is the cluster's, not psycopg's)."""
+    if query is None:
+        return None
     try:
-        conn.execute(query, params).fetchall()
+        elapsed_ns = query.run(*params)[1]
     except psycopg.Error as exc:
         errors.failed(exc)
         return None
     errors.ok()
-    return (time.perf_counter() - started) * 1000
+    return elapsed_ns / 1e6
+
+
+def _prepared(conn: psycopg.Connection, sql: str, errors: ErrorTally) -> PreparedQuery | None:
+    try:
+        return PreparedQuery(conn, sql)
+    except psycopg.Error as exc:  # e.g. the cluster refuses to plan it: counted, and its timings are missing
+        errors.failed(exc)
+        return None
+
+
+def router_query(schema: str) -> str:
+    """The timed single-shard query, `$1` an account id (pgbench's calibration script runs the same)."""
+    return f'SELECT balance FROM "{schema}".accounts WHERE id = $1'
 
 
 def _timed_queries(
-    config: CitusShardingConfig, pair: Pair, errors: ErrorTally, deadline: float
+    config: CitusShardingConfig, pair: Pair, top: int, errors: ErrorTally, deadline: float
 ) -> dict[str, list[float]]:
     """Router, multi-shard and co-located join latencies (ms); joins alternate Citus / PostgreSQL."""
     s = pair.schema
     rng = random.Random(config.seed + 1)
-    top = pair.citus.execute(f'SELECT max(id) FROM "{s}".accounts').fetchone()[0] or 1
     join = (
         f'SELECT a.region, count(*), sum(o.amount) FROM "{s}".accounts a '
         f'JOIN "{s}".orders o ON o.account_id = a.id GROUP BY a.region'
     )
-    plan = [("router", f'SELECT balance FROM "{s}".accounts WHERE id = %s', config.router_queries)]
-    plan.append(
-        (
-            "multi_shard",
-            f'SELECT region, count(*), sum(balance) FROM "{s}".accounts GROUP BY region',
-            config.multi_shard_queries,
-        )
-    )
+    multi = f'SELECT region, count(*), sum(balance) FROM "{s}".accounts GROUP BY region'
+    plan = [("router", router_query(s), config.router_queries), ("multi_shard", multi, config.multi_shard_queries)]
     out: dict[str, list[float]] = {"router": [], "multi_shard": [], "join_citus": [], "join_vanilla": []}
-    for name, query, count in plan:
+    for name, sql, count in plan:
+        query = _prepared(pair.citus, sql, errors) if count else None
         for _ in range(count):
             if time.monotonic() >= deadline:
                 return out
-            params = (rng.randint(1, top),) if "%s" in query else ()
-            if (ms := _timed(pair.citus, query, params, errors)) is not None:
+            params = (rng.randint(1, top),) if "$1" in sql else ()
+            if (ms := _timed(query, params, errors)) is not None:
                 out[name].append(ms)
-    for _ in range(config.join_queries):
-        if time.monotonic() >= deadline:
-            break
-        if (ms := _timed(pair.citus, join, (), errors)) is not None:
-            out["join_citus"].append(ms)
-        if (ms := _timed(pair.vanilla, join, (), errors)) is not None:
-            out["join_vanilla"].append(ms)
+    if config.join_queries:
+        on_citus, on_vanilla = _prepared(pair.citus, join, errors), _prepared(pair.vanilla, join, errors)
+        for _ in range(config.join_queries):
+            if time.monotonic() >= deadline:
+                break
+            if (ms := _timed(on_citus, (), errors)) is not None:
+                out["join_citus"].append(ms)
+            if (ms := _timed(on_vanilla, (), errors)) is not None:
+                out["join_vanilla"].append(ms)
         pair.vanilla.rollback()
     return out
+
+
+def _calibration_script(schema: str, top: int) -> str:
+    """pgbench's version of the timed router query (`:id` for `$1`)."""
+    return f"\\set id random(1, {top})\n{router_query(schema).replace('$1', ':id')};\n"
 
 
 def _latency_metrics(timed: dict[str, list[float]]) -> list[Metric]:

@@ -1,5 +1,8 @@
 """ETL pipeline: multi-tenant jobs through RabbitMQ (extract -> transform -> load) into PostgreSQL with RLS.
 
+Lineage: source_batch (the Parquet input) -> etl_pipeline (the run, its figures and pipeline invariants) ->
+loaded_jobs (the loaded table and its data-quality check), so the asset graph shows where a failure entered.
+
 Needs the `rabbitmq` and `postgres` resources; fault=broker_restart also needs allow_destructive and the lab's
 own broker.
 """
@@ -9,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from assets.etl_pipeline.config import EtlConfig
-from assets.etl_pipeline.oracle import INVARIANTS
+from assets.etl_pipeline.oracle import DATA_QUALITY, INVARIANTS, LOADED_JOBS, SOURCE_BATCH
 from regression_pipelines.errors import ResourceConfigError
-from regression_pipelines.kit import Area, RunContext
+from regression_pipelines.kit import Area, RunContext, Stage
 from regression_pipelines.results import ScenarioResult
 
 
@@ -49,7 +52,7 @@ def run(config: EtlConfig, ctx: RunContext) -> ScenarioResult:
         restart_broker=restart,
     )
     ctx.log.info(f"etl_pipeline against {postgres.describe()} and amqp://{rabbitmq.host}:{rabbitmq.port}")
-    return scenario.run(config, services, ctx.log)
+    return scenario.run(config, services, ctx.output_dir, ctx.log)
 
 
 AREA = Area(
@@ -61,5 +64,21 @@ AREA = Area(
     run=run,
     invariants=INVARIANTS,
     resources=("rabbitmq", "postgres"),
-    kinds=("rabbitmq", "postgres", "great_expectations"),
+    kinds=("rabbitmq", "postgres"),  # Great Expectations judges the loaded_jobs stage
+    stages=(
+        Stage(
+            SOURCE_BATCH,
+            "The seeded batch of jobs the producers publish, as Parquet (read back before publishing): rows per "
+            "tenant, malformed bodies, fingerprint, seed.",
+            upstream=True,
+            kinds=("parquet", "duckdb"),
+        ),
+        Stage(
+            LOADED_JOBS,
+            "The table the loaders filled (exported to Parquet before the run drops it), judged by the Great "
+            "Expectations suite: rows per tenant.",
+            kinds=("postgres", "parquet", "great_expectations"),
+            checks=(DATA_QUALITY,),
+        ),
+    ),
 )

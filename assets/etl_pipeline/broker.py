@@ -26,6 +26,7 @@ class Topology:
     max_length: int = 0
     overflow: str = "reject-publish"
     message_ttl_ms: int = 0
+    max_priority: int = 0
 
     def queue(self, stage: str) -> str:
         return f"{self.prefix}.{stage}"
@@ -38,13 +39,24 @@ class Topology:
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
+    @property
+    def dead_letter_strategy(self) -> str:
+        """RabbitMQ dead-letters at most once (a dead letter in flight when the broker stops is gone), except
+        from quorum queues declared at-least-once, which needs overflow=reject-publish."""
+        return "at-least-once" if self.queue_type == "quorum" and self.overflow == "reject-publish" else "at-most-once"
+
     def work_arguments(self) -> dict[str, Any]:
         args: dict[str, Any] = {"x-queue-type": self.queue_type, "x-dead-letter-exchange": self.dlx}
         if self.max_length:
             args["x-max-length"] = self.max_length
             args["x-overflow"] = self.overflow
+        if self.dead_letter_strategy == "at-least-once":
+            args["x-dead-letter-strategy"] = "at-least-once"
+            args["x-overflow"] = "reject-publish"
         if self.message_ttl_ms:
             args["x-message-ttl"] = self.message_ttl_ms
+        if self.max_priority:
+            args["x-max-priority"] = self.max_priority
         return args
 
     def declare(self, channel: BlockingChannel) -> None:
@@ -64,10 +76,12 @@ class Topology:
         return [*(self.queue(s) for s in STAGES), self.dlq]
 
 
-def properties(job_id: str, tenant: str, published_at: float) -> pika.BasicProperties:
-    """Persistent message carrying its identity in properties, so even an unreadable body is attributable."""
+def properties(job_id: str, tenant: str, published_at: float, priority: int = 0) -> pika.BasicProperties:
+    """Persistent message carrying its identity in properties, so even an unreadable body is attributable;
+    workers forward these properties, so the priority holds at every stage."""
     return pika.BasicProperties(
         delivery_mode=pika.DeliveryMode.Persistent,
+        priority=priority or None,
         message_id=job_id,
         headers={"tenant": tenant, "published_us": int(published_at * 1e6)},  # AMQP tables carry no floats
     )

@@ -32,6 +32,13 @@ class EtlConfig(AreaConfig):
         default="reject-publish", description="x-overflow when max_length is reached: " + " | ".join(OVERFLOWS)
     )
     message_ttl_ms: int = Field(default=0, ge=0, le=86_400_000, description="x-message-ttl (0: none)")
+    max_priority: int = Field(
+        default=0,
+        ge=0,
+        le=255,
+        description="x-max-priority of each work queue (classic only; 0: none); tenant i publishes at priority "
+        "min(i, max_priority), so the smaller tenants overtake the biggest",
+    )
     transformers: int = Field(default=1, ge=1, le=16, description="Transform worker processes")
     loaders: int = Field(default=2, ge=1, le=16, description="Load worker processes")
     fault: Annotated[str, one_of(*FAULTS)] = Field(default="none", description=" | ".join(FAULTS))
@@ -41,6 +48,8 @@ class EtlConfig(AreaConfig):
 
     @model_validator(mode="after")
     def _faults_need_their_settings(self) -> EtlConfig:
+        if self.max_priority and self.queue_type == "quorum":
+            raise ValueError("max_priority: quorum queues (RabbitMQ 3.x) have no priorities; use queue_type=classic")
         if self.fault == "burst" and self.max_length == 0:
             raise ValueError("max_length: must be > 0 with fault=burst, e.g. 100 (with overflow=drop-head)")
         if (

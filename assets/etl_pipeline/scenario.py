@@ -20,7 +20,7 @@ from typing import Any
 import pika
 import psycopg
 
-from assets.etl_pipeline import broker, isolation, oracle, quality, store
+from assets.etl_pipeline import batch, broker, isolation, oracle, quality, store
 from assets.etl_pipeline.config import EtlConfig
 from assets.etl_pipeline.generator import Job, generate, tenant_names
 from assets.etl_pipeline.processes import Workers
@@ -87,7 +87,8 @@ class DepthSampler(threading.Thread):
             connection.close()
 
 
-def run(config: EtlConfig, services: Services, log: Any = None) -> ScenarioResult:
+def run(config: EtlConfig, services: Services, output_dir: Path, log: Any = None) -> ScenarioResult:
+    """`output_dir` keeps the run's files: the source batch it published from and the loaded rows."""
     log = log or logging.getLogger(__name__)
     run_id = uuid.uuid4().hex[:8]
     names = store.Names.for_run(run_id)
@@ -97,6 +98,7 @@ def run(config: EtlConfig, services: Services, log: Any = None) -> ScenarioResul
         max_length=config.max_length,
         overflow=config.overflow,
         message_ttl_ms=config.message_ttl_ms,
+        max_priority=config.max_priority,
     )
     folder = Path(tempfile.mkdtemp(prefix=f"etl-{run_id}-"))
     workers = Workers(folder)
@@ -110,7 +112,7 @@ def run(config: EtlConfig, services: Services, log: Any = None) -> ScenarioResul
         topology.declare(amqp.channel())
         environment = {"run_prefix": topology.prefix, **_environment(amqp, owner)}
         amqp.close()
-        return _run(config, services, names, topology, workers, owner, deadline, environment, log)
+        return _run(config, services, names, topology, workers, owner, deadline, environment, output_dir, log)
     finally:
         workers.stop(timeout=5)
         _cleanup(services, names, topology, owner, log)
@@ -126,10 +128,13 @@ def _run(
     owner: psycopg.Connection,
     deadline: float,
     environment: dict[str, Any],
+    output_dir: Path,
     log: Any,
 ) -> ScenarioResult:
-    jobs = generate(config.jobs, config.tenants, config.malformed_rate, config.seed,
-                    POISON_RATE if config.fault == "poison" else 0.0)  # fmt: skip
+    source = output_dir / "source_batch.parquet"
+    batch.write_source(generate(config.jobs, config.tenants, config.malformed_rate, config.seed,
+                                POISON_RATE if config.fault == "poison" else 0.0), source)  # fmt: skip
+    jobs = batch.read_source(source)  # the file is the input: the producers publish what it holds
     base = _base_spec(config, services, names, topology)
     sampler = DepthSampler(services, topology, deadline)
     sampler.start()
@@ -151,9 +156,11 @@ def _run(
     sampler.join(timeout=5)
     time.sleep(0.2)  # unacked messages of the closed channels are back as ready ones
     depths, dead = _final_queues(services, topology, config.jobs)
-    loaded = store.fetch_all(owner, names.jobs, (*quality.COLUMNS, "published_at", "loaded_at"))
+    loaded = store.fetch_all(owner, names.jobs, batch.LOADED_COLUMNS)
     failed = store.fetch_all(owner, names.failed, ("job_id", "tenant_id", "error_details", "failed_at"))
     elapsed = time.time() - started
+    loaded_file = output_dir / "loaded_jobs.parquet"
+    batch.export_loaded(loaded, loaded_file)  # the run drops the table; its rows stay for the loaded_jobs stage
     conservation = oracle.conserve(
         published.produced, [j.job_id for j in jobs], [r[0] for r in loaded], [r[0] for r in failed], dead
     )
@@ -167,8 +174,9 @@ def _run(
             {q: depths[q] for q in depths if q != topology.dlq},
             [job for job, _tenant, reason in dead if reason == "rejected"],
             [r[0] for r in failed if r[2]],
+            topology.dead_letter_strategy,
         ),
-        quality.validate([r[: len(quality.COLUMNS)] for r in loaded], tenants, conservation.total("loaded")),
+        quality.validate([r[: len(quality.COLUMNS)] for r in loaded], tenants, conservation.rows_expected()),
     ]
     stats = workers.stats()
     errors = ErrorTally()
@@ -192,6 +200,7 @@ def _run(
         queue_type=config.queue_type,
         fault=config.fault,
         workers_killed=len(workers.killed),
+        dead_letter_strategy=topology.dead_letter_strategy,
         publish_nacked=published.nacked,
         republished=published.republished,
     )
@@ -208,6 +217,12 @@ def _run(
             "transformers": config.transformers,
             "batch_size": config.batch_size,
             "prefetch": config.prefetch,
+            # only when set: runs from before the setting (no priorities) keep their baseline
+            **({"max_priority": config.max_priority} if config.max_priority else {}),
+        },
+        stages={
+            oracle.SOURCE_BATCH: batch.source_stage(source, config.seed),
+            oracle.LOADED_JOBS: batch.loaded_stage(loaded_file, names.jobs),
         },
     )
 
@@ -223,6 +238,7 @@ def _base_spec(config: EtlConfig, services: Services, names: store.Names, topolo
             "max_length": topology.max_length,
             "overflow": topology.overflow,
             "message_ttl_ms": topology.message_ttl_ms,
+            "max_priority": topology.max_priority,
         },
         "prefetch": config.prefetch,
         "batch_size": config.batch_size,
@@ -278,6 +294,7 @@ def _publish(
     restart_at = len(jobs) // 3 if config.fault == "broker_restart" else -1
     restarter: threading.Thread | None = None
     queue = topology.queue("extract")
+    priority = {name: min(rank, config.max_priority) for rank, name in enumerate(tenant_names(config.tenants))}
     todo = list(jobs)
     window: broker.ConfirmWindow | None = None
     while todo and time.monotonic() < deadline:
@@ -291,7 +308,7 @@ def _publish(
                     restarter.start()
                 published_at = time.time()
                 out.published_at[job.job_id] = published_at
-                props = broker.properties(job.job_id, job.tenant, published_at)
+                props = broker.properties(job.job_id, job.tenant, published_at, priority.get(job.tenant, 0))
                 window.publish(queue, job.body, props, (job, time.perf_counter()))
                 todo.pop()  # only now: a publish that raised is tried again on the next connection
                 if len(todo) % 32 == 0:
@@ -301,6 +318,7 @@ def _publish(
             _confirmed(out, window.take())
         except broker.CONNECTION_ERRORS:
             if window is not None:
+                _confirmed(out, window.take())  # confirms that came in with the error still count
                 unknown = [token[0] for token in window.pending()]
                 out.republished += len(unknown)
                 todo.extend(unknown)

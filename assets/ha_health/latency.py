@@ -1,13 +1,12 @@
 """Point-query latency through HAProxy's read-write port and on the leader itself, next to pgbench's.
 
-The harness sample is one connection running `SELECT 1` back to back, timed with perf_counter_ns around the
-call only; the calibration is pgbench running the same statement against the same ports at the same
+The harness sample is one connection running a prepared `SELECT 1` back to back through libpq, timed around
+the round trip only; the calibration is pgbench running the same statement against the same ports at the same
 concurrency (1), right before. Their ratio says what the harness adds; rw versus leader says what HAProxy adds.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import psycopg
@@ -16,6 +15,7 @@ from regression_pipelines import calibration
 from regression_pipelines.calibration import Calibration
 from regression_pipelines.measure import percentile
 from regression_pipelines.results import Metric
+from regression_pipelines.timed_calls import PreparedQuery
 from resources.patroni.client import ClusterTarget
 
 STATEMENT = "SELECT 1"
@@ -50,14 +50,11 @@ class RouteLatency:
 
 
 def sample(target: ClusterTarget, port: int, statements: int) -> list[float]:
-    """`statements` round trips of `SELECT 1` on one connection, prepared like pgbench -M prepared."""
-    latencies = []
+    """`statements` round trips of `SELECT 1` on one connection, prepared like pgbench -M prepared and run
+    through libpq directly (regression_pipelines.timed_calls), so the figure is the route's, not psycopg's."""
     with target.connect(port) as conn:
-        for _ in range(statements):
-            t0 = time.perf_counter_ns()
-            conn.execute(STATEMENT, prepare=True)
-            latencies.append((time.perf_counter_ns() - t0) / 1e6)
-    return latencies
+        query = PreparedQuery(conn, STATEMENT)
+        return [query.run()[1] / 1e6 for _ in range(statements)]
 
 
 def measure(

@@ -7,11 +7,11 @@ A single run on a shared 2-core machine is noisy; quote medians and the min-max 
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections import defaultdict
 
 from assets.cache_coherence import scenario
 from assets.cache_coherence.config import CacheConfig
+from benchmarks.medians_table import print_medians
 from regression_pipelines.lab.settings import LabSettings
 from resources.postgres import PostgresResource
 from resources.redis import RedisResource
@@ -49,13 +49,7 @@ def main() -> None:
         for metric in result.metrics:
             samples[metric.name].append(metric.value)
     print(f"{args.runs} runs, {args.seconds:g} s per mode, invariant failures: {failures}")
-    print(f"{'metric':<36} {'median':>12} {'min':>12} {'max':>12}")
-    for mode in ("cache_aside", "write_through"):
-        for name in SHOWN:
-            values = samples[f"{mode}.{name}"]
-            print(
-                f"{mode + '.' + name:<36} {statistics.median(values):>12.4g} {min(values):>12.4g} {max(values):>12.4g}"
-            )
+    print_medians(samples, [f"{mode}.{name}" for mode in ("cache_aside", "write_through") for name in SHOWN])
 
 
 if __name__ == "__main__":

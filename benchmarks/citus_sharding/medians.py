@@ -9,7 +9,6 @@ Exits 2, saying why, when no Citus answers (Debian has no Citus package).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from assets.citus_sharding import AREA
 from assets.citus_sharding.config import CitusShardingConfig
+from benchmarks.medians_table import print_medians
 from regression_pipelines.kit import AreaSkipped, RunContext
 from regression_pipelines.lab.settings import LabSettings
 from resources.citus import CitusResource
@@ -81,11 +81,7 @@ def main() -> int:
     print(f"citus_sharding, {args.runs} runs at scale {args.scale} ({config.accounts} accounts, "
           f"{config.statements} statements, {config.copy_rows} COPY rows); run time median "
           f"{statistics.median(seconds):.1f}s")  # fmt: skip
-    print(f"{'metric':<40} {'median':>12} {'min':>12} {'max':>12}")
-    for name in SHOWN:
-        values = [v for v in samples.get(name, []) if not math.isnan(v)]
-        if values:
-            print(f"{name:<40} {statistics.median(values):>12.4g} {min(values):>12.4g} {max(values):>12.4g}")
+    print_medians(samples, SHOWN)
     for line in failed:
         print(f"FAILED {line}")
     return 1 if failed else 0

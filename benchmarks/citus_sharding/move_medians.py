@@ -9,8 +9,6 @@ saying why, when no Citus answers.
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import sys
 import tempfile
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from assets.citus_shard_move import AREA
 from assets.citus_shard_move.config import TRANSFER_MODES, ShardMoveConfig
+from benchmarks.medians_table import print_medians
 from regression_pipelines.kit import AreaSkipped, RunContext
 from regression_pipelines.lab.settings import LabSettings
 from resources.citus import CitusResource
@@ -60,11 +59,7 @@ def main() -> int:
                 for metric in result.metrics:
                     samples[metric.name].append(metric.value)
             print(f"\ntransfer_mode={mode}, {args.runs} runs, {args.rows} rows, {config.write_rate_hz:g} writes/s")
-            print(f"{'metric':<40} {'median':>10} {'min':>10} {'max':>10}")
-            for name in SHOWN:
-                values = [v for v in samples.get(name, []) if not math.isnan(v)]
-                if values:
-                    print(f"{name:<40} {statistics.median(values):>10.4g} {min(values):>10.4g} {max(values):>10.4g}")
+            print_medians(samples, SHOWN, width=10)
     for line in failed:
         print(f"FAILED {line}")
     return 1 if failed else 0

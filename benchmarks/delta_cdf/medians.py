@@ -9,13 +9,13 @@ pysail 0.7.2 cannot time-travel between checkpoints). Tables go under a temporar
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from collections import defaultdict
 
 from assets.delta_cdf import scenario
 from assets.delta_cdf.config import DeltaCdfConfig
 from assets.delta_cdf.engines import SparkEngine
+from benchmarks.medians_table import print_medians
 from resources.delta import DeltaLakeResource, SparkUnavailable
 
 SHOWN = (
@@ -100,11 +100,7 @@ def main() -> None:
         f"environment: deltalake {result.environment['deltalake_version']}, spark: {result.environment['spark_engine']}"
     )
     print("invariant failures:", failed or "none")
-    print(f"{'metric':<34} {'median':>12} {'min':>12} {'max':>12}")
-    for name in SHOWN:
-        values = samples.get(name)
-        if values:
-            print(f"{name:<34} {statistics.median(values):>12.4g} {min(values):>12.4g} {max(values):>12.4g}")
+    print_medians(samples, SHOWN)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """Cache area fidelity, before and after, interleaved in the same minutes against the same lab servers.
 
 .venv/bin/python -m benchmarks.fidelity.side_by_side --before COMMIT [--runs 10] [--levels 0,50,100,200]
+    [--pg-levels custom_plan,jit]
 
 1. Ratios: every run records `harness p50 / instrument p50` (cache reads vs redis-benchmark GET, database reads
    vs pgbench SELECT on the run's own table, same concurrency); medians over the clean runs.
 2. Noise: coefficient of variation (stdev / mean) of each latency metric across the clean runs.
-3. Sensitivity: a background `redis-benchmark -c 1 EVAL <busy loop of L us>` keeps Redis busy back to back (a
-   real server-side slowdown: every GET waits behind a script); for each level, up to 3 runs per variant, each
-   judged by the product's detector (`evaluate_latest`, default policy) against that variant's clean runs.
-   Level 0 is the control (no background load): a flag there is a false alarm from machine noise.
+3. Sensitivity: real server-side slowdowns, for each level up to 3 runs per variant, each judged by the
+   product's detector (`evaluate_latest`, default policy) against that variant's clean runs:
+   - Redis: a background `redis-benchmark -c 1 EVAL <busy loop of L us>` back to back (every GET waits behind a
+     script); level 0 is the control (no background load): a flag there is a false alarm from machine noise.
+   - PostgreSQL: per-role settings that add server work to every statement (`custom_plan`: each prepared
+     execution plans again, +40 % on pgbench here; `jit`: each statement JIT-compiled, 50x). Tried first and
+     no use here: a CPU-bound neighbour query (point-read p50 fell 3-32 % with one core busy: a busy core does
+     not sleep) and a table lock held P % of the time (a closed-loop client meets one stall per window, so
+     p50 and p95 barely move: coordinated omission).
 Variants run alternately (before, after, after, before, ...) so a noisy neighbour hits both alike.
 """
 
@@ -25,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 from regression_pipelines.detection import evaluate_latest
 from regression_pipelines.evaluation import policy_for
 from regression_pipelines.lab.settings import LAB_HOST, REPO_ROOT, LabSettings
@@ -37,7 +45,14 @@ LATENCY = [f"{m}.{s}_read_p50_ms" for m in MODES for s in ("cache", "db")] + [
     "calibration.pgbench_select_p50_ms",
 ]
 RATIOS = [f"calibration.{m}.{s}_read_p50_ratio" for m in MODES for s in ("cache", "db")]
-JUDGED = ["cache_aside.cache_read_p50_ms", "write_through.cache_read_p50_ms", "calibration.redis_get_p50_ms"]
+JUDGED = {
+    "redis": ["cache_aside.cache_read_p50_ms", "write_through.cache_read_p50_ms", "calibration.redis_get_p50_ms"],
+    "pg": ["cache_aside.db_read_p50_ms", "write_through.db_read_p50_ms", "calibration.pgbench_select_p50_ms"],
+}
+PG_SLOWDOWNS = {  # level -> per-role settings; pgbench -M prepared -c 4 here: +40 % and 50x
+    "custom_plan": {"plan_cache_mode": "force_custom_plan"},  # every prepared execution plans again
+    "jit": {"jit_above_cost": "0"},  # every statement is JIT-compiled
+}
 BUSY_LOOP = (
     "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] "
     "repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start >= tonumber(ARGV[1]) return 1"
@@ -87,6 +102,28 @@ class BusyRedis:
             self.process.wait(10)
 
 
+class RoleSettings:
+    """Per-role PostgreSQL settings that make every statement cost more on the server (new sessions pick them
+    up; RESET on exit, also after a failure): the configuration regressions teams really ship."""
+
+    def __init__(self, lab: LabSettings, level: str) -> None:
+        self.lab, self.settings = lab, PG_SLOWDOWNS[level]
+
+    def _alter(self, statements: list[str]) -> None:
+        lab = self.lab
+        dsn = f"host={LAB_HOST} port={lab.postgres_port} user={lab.postgres_user} dbname={lab.postgres_db}"
+        with psycopg.connect(dsn, password=lab.postgres_password, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def __enter__(self) -> RoleSettings:
+        self._alter([f"ALTER ROLE CURRENT_USER SET {name} = {value}" for name, value in self.settings.items()])
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._alter([f"ALTER ROLE CURRENT_USER RESET {name}" for name in self.settings])
+
+
 def cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else float("nan")
 
@@ -105,22 +142,25 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="commit of the 'before' harness")
     parser.add_argument("--runs", type=int, default=10, help="clean runs per variant")
     parser.add_argument("--levels", default="0,50,100,200", help="Lua busy-loop lengths (us) for sensitivity")
+    parser.add_argument("--pg-levels", default="custom_plan", help=f"of {', '.join(PG_SLOWDOWNS)}")
     parser.add_argument("--slowed-runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write every run's figures here (JSON)")
     args = parser.parse_args()
-    port = LabSettings.from_env().redis_port
+    lab = LabSettings.from_env()
     work = Path(tempfile.mkdtemp(prefix="fidelity-"))
     trees = {"before": export(args.before, work), "after": REPO_ROOT}
     runs: dict[str, list[dict]] = {v: [] for v in trees}
-    slowed: dict[str, dict[int, list[dict]]] = {v: {} for v in trees}
+    slowed: dict[str, dict[str, list[dict]]] = {v: {} for v in trees}
+    slowdowns = [(f"redis:{x}us", BusyRedis(lab.redis_port, int(x))) for x in args.levels.split(",") if x]
+    slowdowns += [(f"pg:{x}", RoleSettings(lab, x)) for x in args.pg_levels.split(",") if x]
     try:
         print(f"clean runs: {args.runs} per variant, interleaved; load {os.getloadavg()[0]:.1f}", flush=True)
         for i in range(args.runs):
             for variant in list(trees)[:: 1 if i % 2 == 0 else -1]:
                 runs[variant].append(one_run(trees[variant]))
-        for level in [int(x) for x in args.levels.split(",")]:
-            print(f"sensitivity: busy loop {level} us; load {os.getloadavg()[0]:.1f}", flush=True)
-            with BusyRedis(port, level):
+        for level, slowdown in slowdowns:
+            print(f"sensitivity: {level}; load {os.getloadavg()[0]:.1f}", flush=True)
+            with slowdown:
                 for i in range(args.slowed_runs):
                     for variant in list(trees)[:: 1 if i % 2 == 0 else -1]:
                         slowed[variant].setdefault(level, []).append(one_run(trees[variant]))
@@ -131,7 +171,7 @@ def main() -> None:
     report(runs, slowed)
 
 
-def report(runs: dict[str, list[dict]], slowed: dict[str, dict[int, list[dict]]]) -> None:
+def report(runs: dict[str, list[dict]], slowed: dict[str, dict[str, list[dict]]]) -> None:
     def series(items: list[dict], name: str) -> list[float]:
         return [r["metrics"][name] for r in items if name in r["metrics"]]
 
@@ -146,16 +186,19 @@ def report(runs: dict[str, list[dict]], slowed: dict[str, dict[int, list[dict]]]
             cells.append(f"  {v} {statistics.median(values):6.3f} ms CV {cv(values):5.1%}")
         print(f"  {name:40s}" + "".join(cells))
     print("\nsensitivity: run (of 3) at which the detector flags a regression, '-' if none:")
-    for variant in slowed:
-        for name in JUDGED:
-            clean = series(runs[variant], name)
-            cells = []
-            for level, items in slowed[variant].items():
-                values = series(items, name)
-                change = statistics.median(values) / statistics.median(clean) - 1
-                hit = flagged_within(clean, values, name)
-                cells.append(f"  {level:>3d}us: {hit or '-'} ({change:+.0%})")
-            print(f"  {variant:6s} {name:36s}" + "".join(cells))
+    for server, names in JUDGED.items():
+        for variant in slowed:
+            for name in names:
+                clean = series(runs[variant], name)
+                cells = []
+                for level, items in slowed[variant].items():
+                    if not level.startswith(f"{server}:"):
+                        continue
+                    values = series(items, name)
+                    change = statistics.median(values) / statistics.median(clean) - 1
+                    hit = flagged_within(clean, values, name)
+                    cells.append(f"  {level.split(':')[1]:>5s}: {hit or '-'} ({change:+.0%})")
+                print(f"  {variant:6s} {name:36s}" + "".join(cells))
     failed = [v for v in runs for r in runs[v] if not all(r["passed"].values())]
     print(f"\nruns with a failed check: {len(failed)} {sorted(set(failed))}")
 

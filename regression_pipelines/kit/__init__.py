@@ -9,9 +9,11 @@ from regression_pipelines.kit.config import AreaConfig, describe_validation_erro
 from regression_pipelines.kit.declaration import (
     AREA_GROUP,
     NO_OPERATION_ERRORS,
+    STAGE_TAG,
     Area,
     AreaSkipped,
     RunContext,
+    Stage,
 )
 
 __all__ = [
@@ -20,7 +22,9 @@ __all__ = [
     "Area",
     "AreaConfig",
     "AreaSkipped",
+    "STAGE_TAG",
     "RunContext",
+    "Stage",
     "describe_validation_error",
     "one_of",
 ]

@@ -13,6 +13,7 @@ from regression_pipelines.measure import NO_OPERATION_ERRORS  # every area measu
 from regression_pipelines.results import ScenarioResult
 
 AREA_GROUP = "areas"
+STAGE_TAG = "regress/stage_of"  # on a stage's asset: the area it belongs to (the area is what gets judged)
 
 
 class AreaSkipped(Exception):  # noqa: N818 - it is an outcome, not an error
@@ -48,13 +49,29 @@ RunFunction = Callable[[Any, RunContext], ScenarioResult]
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A step of an area's one workload shown as an asset of its own, so the asset graph tells where a failure
+    entered: an upstream stage feeds the area (e.g. the generated input), a downstream one comes out of it (e.g.
+    the loaded table). `checks` moves some of the area's invariant checks onto this stage's asset; the run
+    function still evaluates every invariant and gives the stage its figures in `ScenarioResult.stages`.
+    """
+
+    name: str
+    description: str
+    upstream: bool = False
+    kinds: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Area:
     """One test area: the factory turns this into an asset, its invariant checks and its performance check.
 
     `run(config, ctx)` drives the workload (usually: build clients from `ctx.resource(...)`, call
     `scenario.run`) and returns the one result shape. `invariants` are the checks it promises to evaluate on
     every run (the kit adds `no_operation_errors`). `policies` override the performance judgement per metric,
-    e.g. `{"failover.outage_s": {"upper_bound": 30.0}}`.
+    e.g. `{"failover.outage_s": {"upper_bound": 30.0}}`. `stages` (optional) show steps of the workload as
+    assets of their own around the area's (see `Stage`); the area stays what is judged and reported.
     """
 
     name: str
@@ -66,6 +83,7 @@ class Area:
     kinds: tuple[str, ...] = ()
     destructive: bool = False
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    stages: tuple[Stage, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -76,8 +94,48 @@ class Area:
             raise ValueError(f"{self.name}: invariant names must be unique, got {list(self.invariants)}")
         if not issubclass(self.config, AreaConfig):
             raise TypeError(f"{self.name}: config must subclass regression_pipelines.kit.AreaConfig")
+        self._check_stages()
+
+    def _check_stages(self) -> None:
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: stage names must be unique, got {names}")
+        moved = [check for stage in self.stages for check in stage.checks]
+        for stage in self.stages:
+            if not stage.name.isidentifier() or stage.name == self.name:
+                raise ValueError(
+                    f"{self.name}: stage {stage.name!r} must be a Python identifier other than the area's name"
+                )
+            if len(stage.kinds) > 3:
+                raise ValueError(f"{self.name}.{stage.name}: at most 3 kinds, got {list(stage.kinds)}")
+            unknown = sorted(set(stage.checks) - set(self.checks))
+            if unknown:
+                raise ValueError(
+                    f"{self.name}.{stage.name}: checks {unknown} are not invariants of the area "
+                    f"(declared: {list(self.checks)})"
+                )
+        if len(set(moved)) != len(moved):
+            raise ValueError(f"{self.name}: a check belongs to one asset only, got stage checks {moved}")
 
     @property
     def checks(self) -> tuple[str, ...]:
         """Every invariant check of the area, the kit's own included."""
         return (*self.invariants, NO_OPERATION_ERRORS)
+
+    def stage_asset(self, stage: str) -> str:
+        """The asset name of one of the area's stages: `<area>_<stage>`."""
+        return f"{self.name}_{stage}"
+
+    @property
+    def asset_names(self) -> tuple[str, ...]:
+        """The area's assets in lineage order: upstream stages, the area itself, downstream stages."""
+        upstream = [self.stage_asset(s.name) for s in self.stages if s.upstream]
+        downstream = [self.stage_asset(s.name) for s in self.stages if not s.upstream]
+        return (*upstream, self.name, *downstream)
+
+    def check_asset(self, check: str) -> str:
+        """The asset a check is attached to: the stage that claims it, else the area."""
+        for stage in self.stages:
+            if check in stage.checks:
+                return self.stage_asset(stage.name)
+        return self.name

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+from collections.abc import Iterable
 
 from regression_pipelines.kit.declaration import Area
 
@@ -47,4 +48,17 @@ def discover_areas(packages: list[str] | None = None) -> list[Area]:
             if area.name in found:
                 raise AreaDiscoveryError(f"area {area.name!r} is declared twice (in {package_name} and earlier)")
             found[area.name] = area
+    check_asset_names(found.values())
     return [found[name] for name in sorted(found)]
+
+
+def check_asset_names(areas: Iterable[Area]) -> None:
+    """A stage's asset `<area>_<stage>` must not take another area's (or stage's) name."""
+    owner: dict[str, str] = {}
+    for area in areas:
+        for name in area.asset_names:
+            if name in owner:
+                raise AreaDiscoveryError(
+                    f"asset {name!r} of area {area.name!r} is also an asset of area {owner[name]!r}; rename the stage"
+                )
+            owner[name] = area.name

@@ -1,14 +1,16 @@
-"""The one place an `Area` becomes Dagster: asset, invariant checks, performance check.
+"""The one place an `Area` becomes Dagster: asset, its stages' assets, invariant checks, performance check.
 
 A `multi_asset` with `can_subset=True`, so every check output is optional: a skipped area yields no check
 results (they show as not executed, never as passed), and the performance check can run on its own from the
-UI. The performance verdict is computed after the materialization is stored, from the same history the
-regression sensor reads (`evaluation.evaluate_asset`). Figures live in the Dagster instance only; the
-regression scorecard (regression_pipelines/reports) copies them into the DuckDB warehouse. No
-`from __future__ import annotations` here: Dagster inspects the context annotation when the asset is defined.
+UI. An area's stages (kit.Stage) are more assets of the same op: one workload materializes them all, and the
+asset graph shows input -> area -> output with each check on the asset it judges. The performance verdict
+is computed after the materialization is stored, from the same history the regression sensor reads
+(`evaluation.evaluate_asset`). Figures live in the Dagster instance only; the regression scorecard
+(regression_pipelines/reports) copies them into the DuckDB warehouse. No `from __future__ import annotations`
+here: Dagster inspects the context annotation when the asset is defined.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,9 @@ import pydantic
 
 from regression_pipelines.errors import ResourceConfigError, UnsafeTargetError
 from regression_pipelines.kit.config import AreaConfig, describe_validation_error
-from regression_pipelines.kit.declaration import AREA_GROUP, Area, AreaSkipped, RunContext
+from regression_pipelines.kit.declaration import AREA_GROUP, STAGE_TAG, Area, AreaSkipped, RunContext
 from regression_pipelines.perf_check import PERF_CHECK_NAME, perf_check_result, perf_check_spec
-from regression_pipelines.results import ScenarioResult, skipped_metadata, to_metadata
+from regression_pipelines.results import ScenarioResult, StageValue, skipped_metadata, to_metadata
 
 # Errors that mean "this environment cannot be used at all": the asset fails with the message alone.
 UNUSABLE_ENVIRONMENT = (ResourceConfigError, UnsafeTargetError)
@@ -52,7 +54,7 @@ def check_results(area: Area, result: ScenarioResult, selected: set[str]) -> lis
         inv = produced.get(name)
         results.append(
             dg.AssetCheckResult(
-                asset_key=area.name,
+                asset_key=area.check_asset(name),
                 check_name=name,
                 passed=bool(inv and inv.passed),
                 severity=dg.AssetCheckSeverity.ERROR,
@@ -64,24 +66,83 @@ def check_results(area: Area, result: ScenarioResult, selected: set[str]) -> lis
     return results
 
 
+def stage_metadata(values: Mapping[str, StageValue]) -> dict[str, Any]:
+    """A stage's plain figures as metadata: a Path as a path, a mapping as JSON, numbers and text as they are."""
+    metadata: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, Path):
+            metadata[name] = dg.MetadataValue.path(str(value))
+        elif isinstance(value, Mapping):
+            metadata[name] = dg.MetadataValue.json(dict(value))
+        else:
+            metadata[name] = value
+    return metadata
+
+
+def materializations(area: Area, result: ScenarioResult, selected: set[dg.AssetKey]) -> list[dg.MaterializeResult]:
+    """The selected assets of the area in lineage order (upstream stages, the area, downstream stages).
+
+    Every declared stage must be described by the run and nothing else: a mismatch is a bug in the area.
+    """
+    declared = {area.stage_asset(stage.name): stage.name for stage in area.stages}
+    if set(result.stages) != set(declared.values()):
+        raise ValueError(
+            f"{area.name}: the run described stages {sorted(result.stages)}; declared: {sorted(declared.values())}"
+        )
+    out = []
+    for name in area.asset_names:
+        if dg.AssetKey(name) not in selected:
+            continue
+        metadata = to_metadata(result) if name == area.name else stage_metadata(result.stages[declared[name]])
+        out.append(dg.MaterializeResult(asset_key=name, metadata=metadata))
+    return out
+
+
+def area_specs(area: Area) -> list[dg.AssetSpec]:
+    """The area's asset and one per stage, wired upstream stages -> area -> downstream stages.
+
+    Stages are skippable: a skipped area materializes none of them. They share the area's group and tags (so
+    jobs select them with it) and carry STAGE_TAG, so the sensor and scorecard keep judging the area only.
+    """
+    key = dg.AssetKey(area.name)
+    tags = {"destructive": str(area.destructive).lower()}
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name=AREA_GROUP,
+            description=area.description,
+            kinds=set(area.kinds),
+            tags=tags,
+            deps=[dg.AssetKey(area.stage_asset(s.name)) for s in area.stages if s.upstream],
+        )
+    ]
+    for stage in area.stages:
+        specs.append(
+            dg.AssetSpec(
+                area.stage_asset(stage.name),
+                group_name=AREA_GROUP,
+                description=stage.description,
+                kinds=set(stage.kinds),
+                tags={**tags, STAGE_TAG: area.name},
+                deps=[] if stage.upstream else [key],
+                skippable=True,
+            )
+        )
+    return specs
+
+
 def area_asset(area: Area) -> dg.AssetsDefinition:
     key = dg.AssetKey(area.name)
+    keys = {dg.AssetKey(name) for name in area.asset_names}
     check_specs = [
-        dg.AssetCheckSpec(name, asset=key, description=f"invariant: {name.replace('_', ' ')}") for name in area.checks
+        dg.AssetCheckSpec(name, asset=area.check_asset(name), description=f"invariant: {name.replace('_', ' ')}")
+        for name in area.checks
     ]
     check_specs.append(perf_check_spec(key, area.policies))
 
     @dg.multi_asset(
         name=area.name,
-        specs=[
-            dg.AssetSpec(
-                key,
-                group_name=AREA_GROUP,
-                description=area.description,
-                kinds=set(area.kinds),
-                tags={"destructive": str(area.destructive).lower()},
-            )
-        ],
+        specs=area_specs(area),
         check_specs=check_specs,
         can_subset=True,
         required_resource_keys=set(area.resources),
@@ -89,7 +150,7 @@ def area_asset(area: Area) -> dg.AssetsDefinition:
     )
     def _area(context: dg.AssetExecutionContext) -> Iterator[Any]:
         selected = {check.name for check in context.selected_asset_check_keys}
-        if key in context.selected_asset_keys:
+        if keys & context.selected_asset_keys:  # one workload for the area and all its stages
             materialized = yield from _materialize(context, area, selected)
             if not materialized:
                 return
@@ -113,10 +174,11 @@ def _materialize(context: dg.AssetExecutionContext, area: Area, selected: set[st
         result = area.run(settings, ctx)
     except AreaSkipped as skip:
         context.log.warning(f"{area.name} skipped: {skip.reason}")
-        yield dg.MaterializeResult(asset_key=area.name, metadata=skipped_metadata(area.name, skip.reason))
+        if dg.AssetKey(area.name) in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=area.name, metadata=skipped_metadata(area.name, skip.reason))
         return False
     except UNUSABLE_ENVIRONMENT as exc:
         raise dg.Failure(description=f"{area.name}: {exc}") from None
-    yield dg.MaterializeResult(asset_key=area.name, metadata=to_metadata(result))
+    yield from materializations(area, result, set(context.selected_asset_keys))
     yield from check_results(area, result, selected)
     return True

@@ -103,15 +103,21 @@ def add_materialization(batch: Batch, area: str, record: dg.EventLogRecord) -> N
         )
 
 
-def add_check(batch: Batch, area: str, record: AssetCheckExecutionRecord) -> None:
+def add_check(
+    batch: Batch, area: str, record: AssetCheckExecutionRecord, on_stage: dict[str, int] | None = None
+) -> None:
+    """`on_stage`: for a check on a stage's asset, the area's materialization per run id; the check is filed
+    under the area's materialization of its run (unknown: NULL, the report then matches it by run id)."""
     evaluation = record.evaluation
     assert evaluation is not None  # check_executions keeps completed ones only
     target = evaluation.target_materialization_data
+    stage_run = on_stage.get(record.run_id or "") if on_stage is not None else None
+    judged = stage_run if on_stage is not None else (target.storage_id if target else None)
     common = {
         "check_id": record.id,
         "area": area,
         "run_id": record.run_id or "",
-        "materialization_id": target.storage_id if target else None,
+        "materialization_id": judged,
         "recorded_at": utc(record.event.timestamp if record.event else record.create_timestamp),
     }
     batch.checks.append(record.id)
@@ -151,11 +157,13 @@ def add_check(batch: Batch, area: str, record: AssetCheckExecutionRecord) -> Non
 
 def read_area(instance: dg.DagsterInstance, area: Area, after: int | None, known_checks: set[int]) -> Batch:
     """The area's materializations after `after` and its check executions not in `known_checks`."""
-    key = dg.AssetKey(area.name)
     batch = Batch()
-    for record in materializations(instance, key, after):
+    by_run: dict[str, int] = {}
+    for record in materializations(instance, dg.AssetKey(area.name), after):
         add_materialization(batch, area.name, record)
+        by_run[record.run_id or ""] = record.storage_id
     for check in (*area.checks, PERF_CHECK_NAME):
-        for record in check_executions(instance, dg.AssetCheckKey(key, check), known_checks):
-            add_check(batch, area.name, record)
+        name = area.check_asset(check)
+        for record in check_executions(instance, dg.AssetCheckKey(dg.AssetKey(name), check), known_checks):
+            add_check(batch, area.name, record, by_run if name != area.name else None)
     return batch

@@ -87,16 +87,17 @@ def newest_invariants(
     """name -> (passed, detail) for the newest materialization: its recorded check results first, then the
     invariants its metadata carries (e.g. when a run deselected a check)."""
     found: dict[str, tuple[bool, str]] = {}
-    key = dg.AssetKey(area.name)
     for check in area.checks:
+        key = dg.AssetKey(area.check_asset(check))
+        on_stage = key != dg.AssetKey(area.name)  # it judged the stage's materialization of the same run
         history = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, check), limit=5)
         for execution in history:
             evaluation = execution.evaluation if execution.status in COMPLETED else None
             if evaluation is None:
                 continue
             target = evaluation.target_materialization_data
-            if (target.storage_id if target else None) == record.storage_id or (
-                target is None and execution.run_id and execution.run_id == record.run_id
+            if (not on_stage and (target.storage_id if target else None) == record.storage_id) or (
+                (target is None or on_stage) and execution.run_id and execution.run_id == record.run_id
             ):
                 detail = evaluation.metadata.get("detail")
                 found[check] = (

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from regression_pipelines.kit.declaration import STAGE_TAG
 from regression_pipelines.perf_check import PERF_CHECK_NAME
 from regression_pipelines.reports.launch import REPORTING_KEYS, ReportOutputs, materialize_reports, report_outputs
 from regression_pipelines.results import (
@@ -59,29 +60,44 @@ def run_areas(
 ) -> tuple[dg.ExecuteInProcessResult, list[AreaOutcome]]:
     job = defs.resolve_job_def("full_regression")
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **run_config}
+    stages = stage_owners(defs.resolve_asset_graph())
+    area_keys = [dg.AssetKey.from_user_string(a) for a in areas]
     result = job.execute_in_process(
         run_config=config,
         instance=instance,
-        asset_selection=[*(dg.AssetKey.from_user_string(a) for a in areas), *REPORTING_KEYS],
+        asset_selection=[*area_keys, *(key for key, area in stages.items() if area in areas), *REPORTING_KEYS],
         raise_on_error=False,
         tags={"regress/launched_by": "regress run"},
     )
-    return result, _outcomes(result, areas)
+    return result, _outcomes(result, areas, stages)
 
 
-def _outcomes(result: dg.ExecuteInProcessResult, areas: list[str]) -> list[AreaOutcome]:
+def stage_owners(graph: Any) -> dict[dg.AssetKey, str]:
+    """Each stage asset (kit.Stage) and the area it belongs to, read from the tag the kit puts on it."""
+    owners = {}
+    for key in graph.get_all_asset_keys():
+        area = graph.get(key).tags.get(STAGE_TAG)
+        if area:
+            owners[key] = area
+    return owners
+
+
+def _outcomes(
+    result: dg.ExecuteInProcessResult, areas: list[str], stages: Mapping[dg.AssetKey, str]
+) -> list[AreaOutcome]:
+    """Per area: its figures and invariants, the checks on its stages' assets included."""
     outcomes = {area: AreaOutcome(area=area) for area in areas}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
         outcome = outcomes.get(materialization.asset_key.to_user_string())
         if outcome is None:
-            continue  # the scorecard, report or exports
+            continue  # a stage (its figures are not the area's), the scorecard, report or exports
         outcome.skipped = skip_reason_from_metadata(materialization.metadata) or ""
         outcome.metrics = metrics_from_metadata(materialization.metadata)
         stored = {inv.name: inv for inv in invariants_from_metadata(materialization.metadata)}
         outcome.invariants = list(stored.values())
     for evaluation in result.get_asset_check_evaluations():
-        outcome = outcomes.get(evaluation.asset_key.to_user_string())
+        outcome = outcomes.get(stages.get(evaluation.asset_key) or evaluation.asset_key.to_user_string())
         if evaluation.check_name == PERF_CHECK_NAME:
             continue  # a verdict, not an invariant: reported with the other verdicts
         if outcome is None or any(i.name == evaluation.check_name for i in outcome.invariants):

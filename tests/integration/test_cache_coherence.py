@@ -123,7 +123,7 @@ def test_redis_out_of_memory_is_measured_not_thrown(lab: LabSettings) -> None:
     failed = _failed(result)
     assert set(failed) == {NO_OPERATION_ERRORS}, failed
     assert "OutOfMemoryError: command not allowed when used memory > 'maxmemory'" in failed[NO_OPERATION_ERRORS]
-    assert result.metric("error_rate").value > 0.1
+    assert result.metric("error_rate").value > 0.05  # every fill failed; the latency phase's GETs did not
     assert result.metric("cache_aside.reads").value > 100  # reads were served from the database meanwhile
     assert result.metric("cache_aside.hit_ratio").value == 0
 

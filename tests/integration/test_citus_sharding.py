@@ -90,7 +90,13 @@ def test_clean_run_passes_every_check_through_the_asset(
     metadata = {k: v.value for k, v in materialization.metadata.items()}
     assert metadata["metric/differential.statements_compared"] == 80
     assert metadata["metric/differential.mismatches"] == 0
-    for name in ("router.latency_p50_ms", "multi_shard.latency_p99_ms", "colocated_join.ratio_to_vanilla"):
+    for name in (
+        "router.latency_p50_ms",
+        "multi_shard.latency_p99_ms",
+        "colocated_join.ratio_to_vanilla",
+        "calibration.pgbench_router_select_p50_ms",  # pgbench's router query on the coordinator, right before
+        "calibration.router.latency_p50_ratio",
+    ):
         assert metadata[f"metric/{name}"] > 0
     assert metadata["metric/copy.rows_per_s"] > 0 and metadata["metric/shards.skew"] >= 1
     assert metadata["env/citus_version"].startswith("Citus 13.")

@@ -28,7 +28,8 @@ def test_every_area_is_an_asset_with_its_group_tag_and_checks() -> None:
         assert node.tags["destructive"] == ("true" if area.destructive else "false")
         assert set(area.kinds) <= node.kinds
         checks = {key.name for key in graph.asset_check_keys if key.asset_key == node.key}
-        assert checks == {*area.invariants, "no_operation_errors", PERF_CHECK_NAME}, area.name
+        on_stages = {check for stage in area.stages for check in stage.checks}
+        assert checks == {*area.invariants, "no_operation_errors", PERF_CHECK_NAME} - on_stages, area.name
         assert not graph.get_check_spec(dg.AssetCheckKey(node.key, PERF_CHECK_NAME)).blocking
 
 
@@ -36,9 +37,12 @@ REPORTING = {"regression_scorecard", "regression_report", "regression_exports"}
 
 
 def test_jobs_select_all_areas_nightly_and_only_the_safe_ones_hourly_then_the_reports() -> None:
+    """With their stages: an area's assets share its op, so a job runs them together."""
     names = {area.name for area in AREAS}
-    assert _selected("full_regression") == names | REPORTING
-    assert _selected("hourly_regression") == {area.name for area in AREAS if not area.destructive} | REPORTING
+    assets = {name for area in AREAS for name in area.asset_names}
+    assert _selected("full_regression") == assets | REPORTING
+    safe = {name for area in AREAS if not area.destructive for name in area.asset_names}
+    assert _selected("hourly_regression") == safe | REPORTING
     assert "ha_failover" in names - _selected("hourly_regression")
     assert _selected("regression_reporting") == REPORTING
 
@@ -48,6 +52,28 @@ def test_lineage_reads_areas_then_scorecard_then_report_and_exports() -> None:
     scorecard = graph.get(dg.AssetKey("regression_scorecard"))
     assert scorecard.parent_keys == {dg.AssetKey(area.name) for area in AREAS}
     assert scorecard.child_keys == {dg.AssetKey("regression_report"), dg.AssetKey("regression_exports")}
+
+
+def test_etl_lineage_reads_source_batch_then_pipeline_then_loaded_jobs() -> None:
+    """Asset lineage shows where a failure entered: the input file, the run, the loaded table's quality."""
+    graph = defs.resolve_asset_graph()
+    source, pipeline, loaded = (dg.AssetKey(n) for n in ("etl_pipeline_source_batch", "etl_pipeline",
+                                                         "etl_pipeline_loaded_jobs"))  # fmt: skip
+    assert graph.get(source).parent_keys == set() and graph.get(source).child_keys == {pipeline}
+    assert graph.get(pipeline).parent_keys == {source}
+    assert graph.get(pipeline).child_keys == {loaded, dg.AssetKey("regression_scorecard")}
+    assert graph.get(loaded).child_keys == set()
+    assert {key.name for key in graph.asset_check_keys if key.asset_key == loaded} == {"data_quality_gx"}
+    pipeline_checks = {key.name for key in graph.asset_check_keys if key.asset_key == pipeline}
+    assert pipeline_checks == {
+        "conservation_per_tenant",
+        "tenant_isolation",
+        "queues_drained",
+        "no_operation_errors",
+        PERF_CHECK_NAME,
+    }
+    assert {graph.get(k).group_name for k in (source, loaded)} == {AREA_GROUP}
+    assert {"parquet"} <= graph.get(source).kinds
 
 
 def test_the_scorecard_follows_discovery_not_a_list() -> None:

@@ -1,14 +1,17 @@
 """Pure parts of the ETL pipeline area: the conservation oracle, the transform's refusals, the generator, the
-drained-queues judge and the config's one-line errors."""
+drained-queues judge, the config's one-line errors and the source/loaded Parquet files."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pydantic
 import pytest
 
-from assets.etl_pipeline import oracle
+from assets.etl_pipeline import batch, broker, oracle
 from assets.etl_pipeline.config import EtlConfig
 from assets.etl_pipeline.generator import generate, tenant_names
 from assets.etl_pipeline.transform import InvalidJob, extract, transform
@@ -39,9 +42,42 @@ def test_duplicates_unexpected_recovered_and_misfiled_are_counted() -> None:
 
 
 def test_drained_needs_empty_queues_and_a_row_per_dead_letter() -> None:
-    assert oracle.drained_invariant({"q": 0}, ["a3"], ["a3"]).passed
-    inv = oracle.drained_invariant({"q": 2}, ["a3", "x"], ["a3"])
+    assert oracle.drained_invariant({"q": 0}, ["a3"], ["a3"], "at-least-once").passed
+    inv = oracle.drained_invariant({"q": 2}, ["a3", "x"], ["a3"], "at-least-once")
     assert not inv.passed and "messages left in {'q': 2}" in inv.detail and "1 rejected to the DLQ" in inv.detail
+
+
+@pytest.mark.parametrize("strategy", ["at-least-once", "at-most-once"])
+def test_a_missing_dead_letter_fails_and_at_most_once_is_named(strategy: str) -> None:
+    inv = oracle.drained_invariant({"q": 0}, ["a3", "a3"], ["a3", "g1"], strategy)
+    assert not inv.passed and "1 failed_jobs rows without a dead letter" in inv.detail
+    assert (oracle.AT_MOST_ONCE in inv.detail) == (strategy == "at-most-once")
+
+
+@pytest.mark.parametrize(
+    ("queue_type", "max_length", "overflow", "strategy"),
+    [
+        ("classic", 0, "reject-publish", "at-most-once"),
+        ("quorum", 0, "reject-publish", "at-least-once"),
+        ("quorum", 50, "reject-publish", "at-least-once"),
+        ("quorum", 50, "drop-head", "at-most-once"),
+    ],
+)
+def test_quorum_queues_dead_letter_at_least_once_unless_they_drop_head(
+    queue_type: str, max_length: int, overflow: str, strategy: str
+) -> None:
+    topology = broker.Topology("p", queue_type=queue_type, max_length=max_length, overflow=overflow)
+    args = topology.work_arguments()
+    assert topology.dead_letter_strategy == strategy
+    assert (args.get("x-dead-letter-strategy") == "at-least-once") == (strategy == "at-least-once")
+    if strategy == "at-least-once":
+        assert args["x-overflow"] == "reject-publish"  # RabbitMQ needs it for at-least-once dead-lettering
+
+
+def test_a_recovered_row_is_expected_in_the_loaded_table() -> None:
+    c = oracle.conserve({"a1": ("acme", True)}, ["a1", "a2", "a3"], ["a1", "a2"], ["a3"], [])
+    assert (c.total("loaded"), c.total("recovered"), c.rows_expected()) == (1, 2, 2)
+    assert oracle.conservation_invariant(c).passed
 
 
 @pytest.mark.parametrize(
@@ -84,9 +120,40 @@ def test_drop_field_fault_loses_the_field() -> None:
         ({"fault": "burst"}, "max_length: must be > 0 with fault=burst"),
         ({"fault": "worker_sigkill", "jobs": 100}, "jobs: must be >= 4 x batch_size (800)"),
         ({"overflow": "drop-tail"}, "overflow: 'drop-tail' is unknown; use one of drop-head"),
+        ({"max_priority": 3, "queue_type": "quorum"}, "max_priority: quorum queues (RabbitMQ 3.x) have no priorities"),
+        ({"max_priority": 256}, "max_priority: 256 is above the maximum 255"),
     ],
 )
 def test_bad_settings_name_the_field(settings: dict[str, object], says: str) -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         EtlConfig(**settings)
     assert says in describe_validation_error(caught.value)
+
+
+def test_source_batch_round_trips_through_parquet_and_duckdb_describes_the_file(tmp_path: Path) -> None:
+    """The producers publish what the file holds (poison bodies included); its figures are the file's own."""
+    jobs = generate(300, 3, 0.1, seed=5, poison_rate=0.05)
+    path = tmp_path / "source.parquet"
+    batch.write_source(jobs, path)
+    assert batch.read_source(path) == jobs
+    stage = batch.source_stage(path, seed=5)
+    assert stage["dagster/row_count"] == 300 and stage["seed"] == 5 and stage["path"] == path
+    assert stage["rows_per_tenant"] == dict(Counter(j.tenant for j in jobs))
+    assert stage["malformed"] == sum(not j.valid for j in jobs) > 0
+    assert stage["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_loaded_rows_are_exported_with_a_missing_field_as_null(tmp_path: Path) -> None:
+    rows = [
+        ("j1", "acme", "ACME-1", "t", "open", None, 3, 1.0, 2.0),
+        ("j2", "globex", "GLOB-1", "t", "done", 2, 0, 1.0, 2.5),
+    ]
+    path = tmp_path / "loaded.parquet"
+    batch.export_loaded(rows, path)
+    assert batch.loaded_stage(path, "etl_x_jobs") == {
+        "table": "etl_x_jobs",
+        "path": path,
+        "dagster/row_count": 2,
+        "rows_per_tenant": {"acme": 1, "globex": 1},
+    }
+    assert pq.read_table(path).column("priority").to_pylist() == [None, 2]
