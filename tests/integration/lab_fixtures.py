@@ -10,7 +10,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ def run_lab_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+def unhealthy_after(rows: Callable[[], list[dict[str, Any]]], seconds: float = 20.0) -> list[dict[str, Any]]:
+    """The rows still unhealthy once `seconds` have passed ([] as soon as a snapshot is healthy). HAProxy's
+    view is a moving signal: under CI load a Patroni check can time out once and take a replica out of
+    rotation for a second or two, so a lab is judged on whether it converges, not on one snapshot."""
+    deadline = time.monotonic() + seconds
+    while True:
+        bad = [r for r in rows() if r["healthy"] is False]  # None: optional and not installed here
+        if not bad or time.monotonic() >= deadline:
+            return bad
+        time.sleep(0.5)
 
 
 def settings_for(env: dict[str, str]) -> LabSettings:

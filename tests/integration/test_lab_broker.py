@@ -23,7 +23,7 @@ from regression_pipelines.lab.health import amqp_ok, port_open
 from regression_pipelines.lab.procs import is_alive
 from regression_pipelines.lab.settings import LabSettings, lab_env_defaults
 from regression_pipelines.lab.state import load_endpoints, read_state
-from tests.integration.lab_fixtures import free_offset, lab_env, new_lab_dir, run_lab_cli, settings_for
+from tests.integration.lab_fixtures import free_offset, lab_env, new_lab_dir, run_lab_cli, settings_for, unhealthy_after
 
 pytestmark = pytest.mark.lab
 
@@ -88,7 +88,7 @@ def test_kill_is_a_real_crash_and_restart_brings_the_broker_back(lab: LabSetting
         assert again["rabbitmq"] != new["rabbitmq"] and not is_alive(new["rabbitmq"])
     finally:
         lifecycle.up(lab, out=lambda _line: None)  # whatever happened, leave the lab usable
-    assert lifecycle.healthy(lifecycle.status_rows(lab))
+    assert unhealthy_after(lambda: lifecycle.status_rows(lab)) == []
 
 
 @pytest.fixture
