@@ -59,10 +59,13 @@ class Topology:
             args["x-max-priority"] = self.max_priority
         return args
 
-    def declare(self, channel: BlockingChannel) -> None:
+    def declare(self, channel: BlockingChannel, bind_dlq: bool = True) -> None:
+        """`bind_dlq=False` is the fault of a dead-letter exchange nothing is bound to: the broker drops every
+        dead letter, unroutable."""
         channel.exchange_declare(self.dlx, exchange_type="fanout", durable=True)
         channel.queue_declare(self.dlq, durable=True, arguments={"x-queue-type": self.queue_type})
-        channel.queue_bind(self.dlq, self.dlx)
+        if bind_dlq:
+            channel.queue_bind(self.dlq, self.dlx)
         for stage in STAGES:
             channel.queue_declare(self.queue(stage), durable=True, arguments=self.work_arguments())
 

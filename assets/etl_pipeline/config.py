@@ -12,7 +12,7 @@ QUEUE_TYPES = ("classic", "quorum")
 OVERFLOWS = ("drop-head", "reject-publish", "reject-publish-dlx")
 # Faults the pipeline must survive (conservation holds) and faults that break one invariant on purpose.
 CLEAN_FAULTS = ("none", "worker_sigkill", "poison", "slow_consumer", "broker_restart")
-BREAKING_FAULTS = ("ack_before_commit", "non_idempotent_load", "burst", "rls_disabled", "drop_field")
+BREAKING_FAULTS = ("ack_before_commit", "non_idempotent_load", "burst", "rls_disabled", "drop_field", "dlq_unbound")
 FAULTS = CLEAN_FAULTS + BREAKING_FAULTS
 
 

@@ -141,8 +141,8 @@ def conservation_invariant(c: Conservation) -> Invariant:
 
 
 AT_MOST_ONCE = (
-    "these queues dead-letter at most once: RabbitMQ drops a dead letter in flight when the broker stops; "
-    "quorum queues with overflow=reject-publish dead-letter at least once"
+    "these queues dead-letter at most once: RabbitMQ drops a dead letter no queue is bound to receive, or one in "
+    "flight when the broker stops; quorum queues with overflow=reject-publish dead-letter at least once"
 )
 
 

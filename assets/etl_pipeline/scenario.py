@@ -109,7 +109,7 @@ def run(config: EtlConfig, services: Services, output_dir: Path, log: Any = None
              f"role {names.role}")  # fmt: skip
     try:
         store.create(owner, names, idempotent=config.fault != "non_idempotent_load", rls=config.fault != "rls_disabled")
-        topology.declare(amqp.channel())
+        topology.declare(amqp.channel(), bind_dlq=config.fault != "dlq_unbound")
         environment = {"run_prefix": topology.prefix, **_environment(amqp, owner)}
         amqp.close()
         return _run(config, services, names, topology, workers, owner, deadline, environment, output_dir, log)

@@ -122,6 +122,7 @@ def _assert_lineage(events: dict[str, Any], checks: dict[str, Any], produced: fl
         ),
         ({"fault": "rls_disabled"}, {oracle.ISOLATION}, "reads"),
         ({"fault": "drop_field"}, {oracle.DATA_QUALITY}, "expect_column_values_to_not_be_null(priority)"),
+        ({"fault": "dlq_unbound"}, {oracle.DRAINED}, "failed_jobs rows without a dead letter"),
     ],
 )
 def test_each_real_fault_fails_exactly_its_check(
