@@ -11,6 +11,7 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     from regression_pipelines.detection import cli as detect_cli
     from regression_pipelines.lab import cli as lab_cli
+    from regression_pipelines.matrix import cli as matrix_cli
     from regression_pipelines.reports import cli as report_cli
     from regression_pipelines.running import cli as run_cli
     from regression_pipelines.serve import cli as serve_cli
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     lab_cli.register(subparsers)
     run_cli.register(subparsers)
+    matrix_cli.register(subparsers)
     detect_cli.register(subparsers)
     report_cli.register(subparsers)
     serve_cli.register(subparsers)

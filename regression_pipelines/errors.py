@@ -29,3 +29,7 @@ class ResourceConfigError(RuntimeError):
 
 class UnsafeTargetError(RuntimeError):
     """A destructive scenario was asked to act without opt-in or on a target not allowed."""
+
+
+class RunConfigError(RuntimeError):
+    """A run's settings cannot be used as given (names the setting and the fix); nothing was touched."""

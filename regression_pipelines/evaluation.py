@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from regression_pipelines.detection import MetricPolicy, Verdict, evaluate_latest
+from regression_pipelines.detection.host_context import HostContext, host_context, pair_instrument, ratio_name
 from regression_pipelines.results import (
     Invariant,
     Metric,
@@ -63,6 +64,7 @@ class MetricVerdict:
     verdict: Verdict
     history_n: int
     first_bad: RunRef | None
+    host: HostContext | None = None  # for a change (regression, breach, improvement): server/host or client path
 
     @property
     def regressed(self) -> bool:
@@ -82,6 +84,8 @@ class MetricVerdict:
         text += f" ({v.change_pct:+.1f} %, {v.severity})"
         if self.first_bad is not None and v.status != "ok":
             text += f", first bad run {self.first_bad.label}"
+        if self.host is not None:
+            text += f"; {self.host.describe()}"
         return text
 
 
@@ -215,6 +219,7 @@ def evaluate_asset(
         return None
     latest_ref, latest_metrics, latest_invariants, latest_baseline = history[-1]
     comparable = [h for h in history if h[3] == latest_baseline]  # never mix e.g. faulted and clean runs
+    by_run = {ref.storage_id: {m.name: m.value for m in metrics} for ref, metrics, _, _ in comparable}
     verdicts = []
     for metric in latest_metrics:
         if math.isnan(metric.value):
@@ -232,5 +237,31 @@ def evaluate_asset(
         if reason:
             verdict = _not_judged(verdict, reason)
         first_bad = points[verdict.first_bad_index][0] if verdict.first_bad_index is not None else None
-        verdicts.append(MetricVerdict(metric, verdict, len(points), first_bad))
+        host = _host_context(metric, verdict, [p[0] for p in points], by_run) if verdict.status in CHANGES else None
+        verdicts.append(MetricVerdict(metric, verdict, len(points), first_bad, host))
     return AssetEvaluation(key, latest_ref, tuple(verdicts), tuple(latest_invariants))
+
+
+CHANGES = ("regression", "slo_breach", "improvement")
+INSTRUMENT = re.compile(r"^calibration\.(?P<name>.+)_p50_ms$")
+
+
+def _host_context(
+    metric: Metric, verdict: Verdict, runs: list[RunRef], by_run: Mapping[int, Mapping[str, float]]
+) -> HostContext:
+    """What the host and the field's instruments did over the same runs as the metric (see detection.host_context)."""
+
+    def series(name: str) -> list[float | None]:
+        return [by_run[ref.storage_id].get(name) for ref in runs]
+
+    names = {name for ref in runs for name in by_run[ref.storage_id]}
+    instruments = {
+        m["name"]: series(name) for name in sorted(names) if (m := INSTRUMENT.match(name)) and name != metric.name
+    }  # an instrument's own verdict is judged against the host and the other instruments
+    values = series(metric.name)
+    paired = pair_instrument(values, series(ratio_name(metric.name)), instruments)
+    return host_context(
+        values, metric.direction, verdict.first_bad_index, instruments, paired,
+        load=series("host.load1"), steal=series("host.cpu_steal_pct"),
+        is_instrument=bool(INSTRUMENT.match(metric.name)),
+    )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,13 +31,16 @@ def nines(failure_rate: float, samples: int) -> float:
 class ErrorTally:
     """Operations and their errors, counted across worker threads, so a misbehaving server yields figures.
 
-    Keeps the first few distinct messages verbatim so the failed `no_operation_errors` check can name them.
+    Keeps the first few distinct messages verbatim so the failed `no_operation_errors` check can name them, and
+    (when callers say `where`, e.g. through `at("calibrate")`) how many errors each phase of the run met.
     """
 
     def __init__(self, keep: int = 5) -> None:
         self.operations = 0
         self.errors = 0
         self.first: list[str] = []
+        self.errors_where: Counter[str] = Counter()
+        self._seen: set[str] = set()
         self._keep = keep
         self._lock = threading.Lock()
 
@@ -44,13 +48,20 @@ class ErrorTally:
         with self._lock:
             self.operations += count
 
-    def failed(self, error: BaseException | str, count: int = 1) -> None:
+    def failed(self, error: BaseException | str, count: int = 1, where: str = "") -> None:
         text = error if isinstance(error, str) else describe_error(error)
         with self._lock:
             self.operations += count
             self.errors += count
-            if len(self.first) < self._keep and text not in self.first:
-                self.first.append(text[:300])
+            if where:
+                self.errors_where[where] += count
+            if len(self.first) < self._keep and text not in self._seen:
+                self._seen.add(text)
+                self.first.append(f"{text[:300]} (in {where})" if where else text[:300])
+
+    def at(self, where: str) -> PhaseErrors:
+        """This tally, with every failure attributed to `where` (a phase of the run)."""
+        return PhaseErrors(self, where)
 
     @property
     def rate(self) -> float:
@@ -62,11 +73,25 @@ class ErrorTally:
         if not self.errors:
             detail = f"0 errors in {self.operations} {what}"
         else:
-            detail = f"{self.errors} of {self.operations} {what} failed ({self.rate:.2%}); first: " + " | ".join(
-                self.first
-            )
+            where = ", ".join(f"{name} {count}" for name, count in self.errors_where.most_common())
+            detail = f"{self.errors} of {self.operations} {what} failed ({self.rate:.2%})"
+            detail += (f"; by phase: {where}" if where else "") + "; first: " + " | ".join(self.first)
         facts = {"operations": self.operations, "errors": self.errors}
         return metric, Invariant(NO_OPERATION_ERRORS, self.errors == 0, detail, facts)
+
+
+class PhaseErrors:
+    """An ErrorTally seen from one phase: `failed` attributes errors there; `ok` counts like the tally's."""
+
+    def __init__(self, tally: ErrorTally, where: str) -> None:
+        self.tally = tally
+        self.where = where
+
+    def ok(self, count: int = 1) -> None:
+        self.tally.ok(count)
+
+    def failed(self, error: BaseException | str, count: int = 1) -> None:
+        self.tally.failed(error, count, self.where)
 
 
 def describe_error(error: BaseException) -> str:

@@ -3,11 +3,20 @@
 Pure Python on purpose: scenarios import this and must not import Dagster. Dagster renders the plain
 floats and strings returned by `to_metadata` as numeric (plottable) and text metadata; `metrics_from_metadata`
 accepts either plain values or Dagster `MetadataValue` objects (anything with a `.value`).
+
+Metric keys carry what Dagster's metadata has no field for (Dagster 1.13's FloatMetadataValue is a bare
+number, and its plots are titled by the key): the unit, and the run's settings when they differ from the
+area's defaults, `metric/cache_aside.read_p50_ms (ms) [fault=skip_invalidation]`. So a plot has a unit, and a
+faulted or differently configured run draws its own plot instead of joining the clean line. Keys written
+before (`metric/<name>`) still read back.
+
+The outcome words are here too (`Verdict`), so the CLI, JSON, UI tags and report say the same thing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +31,32 @@ INVARIANTS_KEY = "regress/invariants"
 BASELINE_KEY = "regress/baseline_key"
 STATUS_KEY = "regress/status"  # "measured", or "skipped" when the area's system was not there to test
 SKIP_REASON_KEY = "regress/skip_reason"
+SETTINGS_KEY = "regress/settings"  # the settings that differ from the area's defaults ("" for a default run)
+SIGNIFICANT_DIGITS = 5  # figures are stored rounded: noise-free text, far finer than run-to-run variation
+
+
+class Verdict(StrEnum):
+    """What a run of an area concluded: one vocabulary for the CLI, JSON, the UI's run tags and the report.
+
+    The run's own status (did Dagster finish it: SUCCESS, FAILURE) is a separate word, Dagster's.
+    """
+
+    PASSED = "passed"  # every invariant held and no performance metric regressed
+    FAILED = "failed"  # an invariant failed (a crashed scenario fails its run_completed invariant)
+    REGRESSED = "regressed"  # a performance metric regressed or breached its SLO
+    SKIPPED = "skipped"  # measured nothing: its system was not there, or destructive and not opted in
+    ERROR = "error"  # the step failed before measuring (an unusable environment): nothing to judge
+    NOT_RUN = "not_run"  # never run
+
+
+# Worst first: an overall verdict is the worst of its areas' (skipped and not_run never make a run pass).
+VERDICT_ORDER = (Verdict.ERROR, Verdict.FAILED, Verdict.REGRESSED, Verdict.PASSED, Verdict.SKIPPED, Verdict.NOT_RUN)
+
+
+def overall_verdict(verdicts: list[Verdict]) -> Verdict:
+    """The worst verdict of a run's areas; `skipped` only when every area was skipped."""
+    present = set(verdicts)
+    return next((v for v in VERDICT_ORDER if v in present), Verdict.NOT_RUN)
 
 
 class Direction(StrEnum):
@@ -47,8 +82,8 @@ class Metric:
     samples: int | None = None  # for percentiles/rates: how many observations the figure came from
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"metric name {self.name!r} must be non-empty and contain no '/'")
+        if not self.name or "/" in self.name or any(ch.isspace() for ch in self.name):
+            raise ValueError(f"metric name {self.name!r} must be non-empty and contain no '/' or whitespace")
         object.__setattr__(self, "direction", Direction(self.direction))
         object.__setattr__(self, "kind", MetricKind(self.kind))
         object.__setattr__(self, "value", float(self.value))
@@ -99,16 +134,79 @@ class ScenarioResult:
         return all(inv.passed for inv in self.invariants)
 
 
-def to_metadata(result: ScenarioResult) -> dict[str, Any]:
-    """Flatten a result into metadata: one float per metric (Dagster plots these over time)."""
+def rounded(value: float) -> float:
+    """SIGNIFICANT_DIGITS significant digits (0.062018500000000004 -> 0.062019); whole numbers stay exact."""
+    if not math.isfinite(value) or float(value).is_integer():
+        return value
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def metric_key(metric: Metric, settings: str = "") -> str:
+    """`metric/<name> (<unit>) [<settings>]`: the unit and the run's non-default settings in the plot's title."""
+    key = METRIC_PREFIX + metric.name
+    if metric.unit:
+        key += f" ({metric.unit})"
+    return key + (f" [{settings}]" if settings else "")
+
+
+def metric_name_from_key(key: str) -> str | None:
+    """The metric a metadata key holds, for new keys and for `metric/<name>` ones written before; else None."""
+    if not key.startswith(METRIC_PREFIX):
+        return None
+    return key[len(METRIC_PREFIX) :].split(" ", 1)[0]
+
+
+def metric_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """name -> stored value (plain or MetadataValue), whatever the key's unit and settings."""
+    return {name: raw for key, raw in metadata.items() if (name := metric_name_from_key(key))}
+
+
+def settings_label(comparable_on: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
+    """The settings that make a run not comparable with a default run: `fault=no_ttl, readers=8` ('' if none).
+
+    A setting (a key in `defaults`) counts when its value differs from the default; a fact the scenario
+    observed on the system (not a setting) counts when it is a boolean that is on (synchronous replication).
+    """
+    parts = []
+    for name in sorted(comparable_on):
+        value = comparable_on[name]
+        if name in defaults:
+            if _same_setting(value, defaults[name]):
+                continue
+        elif value is not True:
+            continue
+        parts.append(f"{name}={_setting_text(value)}")
+    return ", ".join(parts)
+
+
+def _setting_text(value: Any) -> str:
+    value = getattr(value, "value", value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(getattr(v, "value", v)) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _same_setting(value: Any, default: Any) -> bool:
+    return value == default or _setting_text(value) == _setting_text(default)
+
+
+def to_metadata(result: ScenarioResult, settings: str = "") -> dict[str, Any]:
+    """Flatten a result into metadata: one rounded float per metric (Dagster plots these over time).
+
+    `settings`: the run's non-default settings (`settings_label`); they go into every metric key, so runs
+    with other settings are plotted apart.
+    """
     metadata: dict[str, Any] = {AREA_KEY: result.area, STATUS_KEY: "measured"}
     for metric in result.metrics:
-        metadata[METRIC_PREFIX + metric.name] = metric.value
+        metadata[metric_key(metric, settings)] = rounded(metric.value)
     metadata[SCHEMA_KEY] = json.dumps({m.name: _schema_entry(m) for m in result.metrics}, sort_keys=True)
     metadata[INVARIANTS_KEY] = json.dumps(
         {inv.name: {"passed": inv.passed, "detail": inv.detail} for inv in result.invariants}, sort_keys=True
     )
     metadata[BASELINE_KEY] = baseline_key(result.comparable_on)
+    metadata[SETTINGS_KEY] = settings or "defaults"
     for key, value in result.environment.items():
         metadata[ENV_PREFIX + key] = str(value)
     return metadata
@@ -142,10 +240,7 @@ def metrics_from_metadata(metadata: Mapping[str, Any]) -> list[Metric]:
     """
     schema = json.loads(_plain(metadata.get(SCHEMA_KEY, "{}")) or "{}")
     metrics = []
-    for key, raw in metadata.items():
-        if not key.startswith(METRIC_PREFIX):
-            continue
-        name = key[len(METRIC_PREFIX) :]
+    for name, raw in metric_values(metadata).items():
         value = _plain(raw)
         if value is None:
             continue
@@ -169,12 +264,16 @@ def invariants_from_metadata(metadata: Mapping[str, Any]) -> list[Invariant]:
 
 
 def skipped_metadata(area: str, reason: str) -> dict[str, Any]:
-    """What a skipped area records instead of figures: no metrics, no invariants, the reason in words."""
+    """What a skipped area records (on an observation, never a materialization): the reason in words."""
     return {AREA_KEY: area, STATUS_KEY: "skipped", SKIP_REASON_KEY: reason}
 
 
 def skip_reason_from_metadata(metadata: Mapping[str, Any]) -> str | None:
-    """The reason an area was skipped, or None when it measured something."""
+    """The reason an area was skipped, or None when it measured something.
+
+    Reads a skip observation and also a materialization written before skips stopped materializing (then a
+    skip was a materialization with `regress/status: skipped`), so old histories keep their skips.
+    """
     if _plain(metadata.get(STATUS_KEY)) != "skipped":
         return None
     return str(_plain(metadata.get(SKIP_REASON_KEY)) or "skipped")

@@ -1,7 +1,8 @@
-"""When regressions run unattended: everything nightly, the non-destructive areas hourly.
+"""When regressions run unattended: the safe areas nightly (full_regression) and hourly (hourly_regression).
 
-Both start stopped: a schedule that kills lab nodes must be switched on by someone who meant it. Jobs are
-referenced by name (defined in jobs.py), so this module does not decide what is destructive. A tick is
+No schedule launches a destructive area: they are not in either job (jobs.py: destructive_regression is
+launched by hand, with opt-in). Both schedules start stopped: switch them on in the UI once the targets are
+right. A tick is
 skipped while a regression run is still in flight: two workloads at once would measure each other.
 
 Unattended runs are sized by the team, not by code: REGRESS_SCHEDULE_RUN_CONFIG names a YAML run config (the
@@ -23,7 +24,7 @@ from regression_pipelines.kit import describe_validation_error
 from regression_pipelines.kit.discovery import discover_areas
 
 TIMEZONE = "UTC"
-REGRESSION_JOBS = ("full_regression", "hourly_regression")
+REGRESSION_JOBS = ("full_regression", "hourly_regression", "destructive_regression")
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -95,7 +96,8 @@ nightly_full_regression = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     should_execute=no_regression_in_flight,
     run_config_fn=lambda context: scheduled_run_config(context, "full_regression"),
-    description="Every area, destructive ones included, at 02:00 UTC.",
+    description="Every area that kills, pauses or moves nothing, at 02:00 UTC (destructive areas: never "
+    "scheduled; launch destructive_regression by hand with allow_destructive).",
 )
 
 hourly_non_destructive_regression = dg.ScheduleDefinition(

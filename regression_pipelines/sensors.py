@@ -23,6 +23,7 @@ from regression_pipelines.alerts.rules import (
 from regression_pipelines.errors import mask_secrets
 from regression_pipelines.evaluation import AssetEvaluation, evaluate_asset
 from regression_pipelines.kit.declaration import STAGE_TAG
+from regression_pipelines.matrix.run import MATRIX_TAG
 from regression_pipelines.perf_check import PERF_CHECK_NAME, policies_for, to_check_evaluation
 from regression_pipelines.results import Invariant
 from resources.alerting import AlertingResource
@@ -100,6 +101,13 @@ def _failed_checks_not_in_metadata(instance: dg.DagsterInstance, evaluation: Ass
     return failed
 
 
+def _from_matrix(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """A run `regress matrix` recorded for one version: the matrix's grid and exit code are its verdict. Its
+    failed checks (an old release's known bug, on purpose) and figures (its own baseline) never alert."""
+    run = instance.get_run_by_id(run_id) if run_id else None
+    return run is not None and MATRIX_TAG in run.tags
+
+
 def apply_alerts(dispatcher: AlertDispatcher, evaluation: AssetEvaluation, alerting: AlertingResource) -> None:
     """Fire what regressed or broke, resolve what is back within baseline or passing again.
 
@@ -138,6 +146,9 @@ def regression_sensor(context: dg.SensorEvaluationContext, alerting: AlertingRes
         name = key.to_user_string()
         policies = policies_for(context.repository_def.asset_graph, key)
         for record in _new_materializations(instance, key, cursor.get(name)):
+            if _from_matrix(instance, record.run_id):
+                cursor[name] = record.storage_id
+                continue
             try:
                 evaluation = evaluate_asset(instance, key, storage_id=record.storage_id, policies=policies)
             except ValueError as exc:  # bad stored data: say so and move on, retrying cannot fix it
@@ -169,6 +180,8 @@ def regression_sensor(context: dg.SensorEvaluationContext, alerting: AlertingRes
 )
 def regression_run_failure_sensor(context: dg.RunFailureSensorContext, alerting: AlertingResource) -> None:
     run = context.dagster_run
+    if MATRIX_TAG in run.tags:
+        return  # a matrix variant's run: `regress matrix` reports it (see _from_matrix)
     message = context.failure_event.message or "run failed"
     dispatcher = alerting.dispatcher(log=context.log)
     dispatcher.fire(run_failure_alert(run.job_name, run.run_id, mask_secrets(message), alerting.run_url(run.run_id)))
@@ -184,7 +197,8 @@ def regression_run_failure_sensor(context: dg.RunFailureSensorContext, alerting:
 )
 def regression_run_success_sensor(context: dg.RunStatusSensorContext, alerting: AlertingResource) -> None:
     dispatcher = alerting.dispatcher(log=context.log)
-    dispatcher.resolve(run_labels(context.dagster_run.job_name))
+    if MATRIX_TAG not in context.dagster_run.tags:  # a matrix variant's run says nothing about the job's health
+        dispatcher.resolve(run_labels(context.dagster_run.job_name))
     dispatcher.flush()
 
 

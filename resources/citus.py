@@ -1,10 +1,12 @@
-"""A Citus cluster (the lab's by default) as a Dagster resource: the coordinator, and its nodes as it lists them.
+"""A Citus cluster as a Dagster resource: the coordinator, and its nodes as it lists them.
 
 `probe()` tells "no Citus here" (nothing answers, or no citus extension: the area is skipped) from "Citus is
 here but misconfigured" (bad password, role or database: a ResourceConfigError that fails the asset).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import psycopg
 from dagster import ConfigurableResource
@@ -28,11 +30,13 @@ class CitusUnavailable(Exception):  # noqa: N818 - an outcome (no Citus to test)
 class CitusResource(ConfigurableResource):
     """Connection settings of a Citus coordinator; workers are reached at the addresses it lists, same role."""
 
-    host: str = Field(default="127.0.0.1", description="Coordinator host (loopback unless allow-listed)")
-    port: int = Field(default=15436, description="Coordinator port (the lab's Citus coordinator by default)")
-    user: str = Field(default="regress", description="Login role (also used on the workers)")
+    host: str = Field(
+        default="127.0.0.1", description="Coordinator host (loopback unless allow-listed); empty: no Citus configured"
+    )
+    port: int = Field(default=5432, description="Coordinator port (the lab profile passes the lab's)")
+    user: str = Field(default="postgres", description="Login role (also used on the workers)")
     password: str = Field(default="", description="Password; pass it with EnvVar('REGRESS_CITUS_PASSWORD')")
-    dbname: str = Field(default="regress", description="Database with the citus extension")
+    dbname: str = Field(default="postgres", description="Database with the citus extension")
     superuser: str = Field(default="postgres", description="Superuser, only for injected faults (metadata edits)")
     superuser_password: str = Field(
         default="", description="Its password (EnvVar('REGRESS_CITUS_SUPERUSER_PASSWORD')); only faults need it"
@@ -59,6 +63,8 @@ class CitusResource(ConfigurableResource):
 
     def probe(self) -> str:
         """The Citus version of the coordinator; raises CitusUnavailable or ResourceConfigError."""
+        if not self.host:
+            raise CitusUnavailable("no Citus configured (REGRESS_CITUS_HOST is not set)")
         try:
             conn = self._connect(self.host, self.port, self.user, self.password)
         except psycopg.OperationalError as exc:
@@ -89,6 +95,18 @@ class CitusResource(ConfigurableResource):
             return self._connect(host, port, self.user, self.password)
         except psycopg.OperationalError as exc:
             raise _config_error(exc, self.password) from None
+
+    def nemesis_endpoint(self) -> dict[str, Any]:
+        """The coordinator as the kit's nemeses see it (no secrets); `probe` queries it on a fresh connection."""
+
+        def probe() -> object:
+            with self._connect(self.host, self.port, self.user, self.password) as conn:
+                return conn.execute("SELECT 1").fetchone()
+
+        return {
+            "service": "citus", "host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
+            "probe": probe,
+        }  # fmt: skip
 
     def connect_superuser(self) -> psycopg.Connection:
         """The coordinator as superuser: only fault injection edits metadata."""

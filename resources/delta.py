@@ -39,7 +39,7 @@ class SparkUnavailable(Exception):  # noqa: N818 - an outcome the area reports, 
 class DeltaLakeResource(ConfigurableResource):
     """Root folder of the Delta tables the CDF area writes and replays, and the optional Spark to read them."""
 
-    root: str = Field(default=".lab/delta", description="Folder holding Delta tables (local path)")
+    root: str = Field(default="", description="Folder holding Delta tables (local path; REGRESS_DELTA_ROOT)")
     spark_connect_url: str = Field(
         default="", description="Spark Connect endpoint sc://host:port (REGRESS_SPARK_CONNECT_URL); empty: none"
     )
@@ -51,12 +51,16 @@ class DeltaLakeResource(ConfigurableResource):
     allowed_hosts: list[str] = Field(default_factory=list, description="Non-loopback Spark Connect hosts you allow")
 
     def table_uri(self, name: str) -> str:
+        if not self.root:
+            raise ResourceConfigError(RESOURCE, "root", "is empty", "set REGRESS_DELTA_ROOT to a writable folder")
         if not name.isidentifier():
             raise ResourceConfigError(RESOURCE, "table name", f"{name!r} is not a plain identifier", "use [A-Za-z0-9_]")
         return str(Path(self.root).resolve() / name)
 
     def new_table_uri(self, prefix: str) -> str:
         """A table path no earlier run used (the folder is created by the first write)."""
+        if not self.root:
+            raise ResourceConfigError(RESOURCE, "root", "is empty", "set REGRESS_DELTA_ROOT to a writable folder")
         root = Path(self.root).resolve()
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -75,6 +79,10 @@ class DeltaLakeResource(ConfigurableResource):
         if path.parent != root:
             raise ValueError(f"{path} is not a table folder directly under {root}")
         shutil.rmtree(path, ignore_errors=True)
+
+    def nemesis_endpoint(self) -> dict[str, Any]:
+        """Where the tables live, for the kit's nemeses (they act only on tables the run registered)."""
+        return {"service": "delta", "host": "127.0.0.1", "port": None, "root": str(Path(self.root).resolve())}
 
     def spark_session(self, mode: str = "auto") -> tuple[Any, str]:
         """(SparkSession, description) for Delta reads, or SparkUnavailable naming the reason and the fix."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -49,10 +51,10 @@ class PostgresResource(ConfigurableResource):
     """Connection settings for one PostgreSQL server; `connect()` gives a psycopg connection."""
 
     host: str = Field(default="127.0.0.1", description="Server host (loopback unless allow-listed)")
-    port: int = Field(default=15432, description="Server port (the lab's standalone PostgreSQL by default)")
-    user: str = Field(default="regress", description="Login role")
+    port: int = Field(default=5432, description="Server port (the lab profile passes the lab's)")
+    user: str = Field(default="postgres", description="Login role")
     password: str = Field(default="", description="Password; pass it with EnvVar('REGRESS_PG_PASSWORD')")
-    dbname: str = Field(default="regress", description="Database name")
+    dbname: str = Field(default="postgres", description="Database name")
     connect_timeout_s: int = Field(default=5, description="Seconds before a connection attempt gives up")
     allowed_hosts: list[str] = Field(default_factory=list, description="Non-loopback hosts you allow")
 
@@ -81,3 +83,16 @@ class PostgresResource(ConfigurableResource):
     def server_version(self) -> str:
         with self.connect() as conn:
             return str(conn.execute("SHOW server_version").fetchone()[0])
+
+    def nemesis_endpoint(self) -> dict[str, Any]:
+        """The server as the kit's nemeses see it (no secrets); `probe` opens a fresh connection and queries."""
+
+        def probe() -> object:
+            require_allowed_host(RESOURCE, self.host, self.allowed_hosts)
+            with psycopg.connect(self.conninfo(), connect_timeout=min(self.connect_timeout_s, 3)) as conn:
+                return conn.execute("SELECT 1").fetchone()
+
+        return {
+            "service": "postgres", "host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
+            "probe": probe,
+        }  # fmt: skip

@@ -11,7 +11,7 @@ import dagster as dg
 from regression_pipelines.kit import Area, AreaConfig, RunContext
 from regression_pipelines.kit.factory import area_asset
 from regression_pipelines.measure import NO_OPERATION_ERRORS
-from regression_pipelines.results import Invariant, ScenarioResult
+from regression_pipelines.results import Invariant, ScenarioResult, skip_reason_from_metadata
 
 
 class ToyConfig(AreaConfig):
@@ -56,3 +56,14 @@ def step_failure(result: dg.ExecuteInProcessResult) -> str:
     """The one step failure's message (with its cause chain), for asserting on error texts."""
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return failure.step_failure_data.error.to_string()
+
+
+def skip_reasons(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """area -> reason of every skip the run recorded (an observation, never a materialization)."""
+    found = {}
+    for event in result.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        reason = skip_reason_from_metadata(observation.metadata)
+        if reason:
+            found[observation.asset_key.to_user_string()] = reason
+    return found

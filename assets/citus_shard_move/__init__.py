@@ -14,14 +14,14 @@ from resources.citus import CitusUnavailable
 
 
 def run(config: ShardMoveConfig, ctx: RunContext) -> ScenarioResult:
-    citus: Any = ctx.resource("citus")
-    scenario.require_opt_in(config, citus.host)
+    citus: Any = ctx.resource("citus")  # opt-in and allow_list are checked by the kit (kit/guard.py)
     try:
         version = citus.probe()
     except CitusUnavailable as unavailable:
         raise AreaSkipped(unavailable.reason) from None
     schema = f"regress_citus_move_{re.sub(r'[^a-z0-9]', '', ctx.run_id.lower())[:8]}_{secrets.token_hex(3)}"
-    return scenario.run(config, citus.connect, citus.connect_node, schema, version, ctx.log)
+    cluster = scenario.Citus(citus.connect, citus.connect_node, version)
+    return scenario.run(config, cluster, schema, ctx.sup, ctx.log)
 
 
 AREA = Area(

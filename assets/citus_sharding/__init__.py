@@ -45,6 +45,7 @@ def run(config: CitusShardingConfig, ctx: RunContext) -> ScenarioResult:
         lambda: postgres.connect(autocommit=False),
         schema,
         ctx.output_dir,
+        ctx.sup,
         ctx.log,
         calibrate if config.calibrate else None,
     )
@@ -52,9 +53,11 @@ def run(config: CitusShardingConfig, ctx: RunContext) -> ScenarioResult:
 
 AREA = Area(
     name="citus_sharding",
-    description="Citus cluster: a seeded DML/query mix applied to Citus and to vanilla PostgreSQL and compared "
-    "(distributed, co-located and reference tables), router/multi-shard/join latency, COPY ingest, and black-box "
-    "checks of node health, placements, hash-range coverage, row placement, colocation and leftovers. "
+    description="Citus cluster: a seeded mix of generated operation shapes (key writes from other relations, "
+    "repartitioned MERGE and joins, prepared generic plans, modifying CTEs, mixed transactions; adversarial values) "
+    "applied to Citus and to vanilla PostgreSQL and compared (distributed, co-located and reference tables), a "
+    "coverage account per shape, router/multi-shard/join latency, COPY ingest, and black-box checks of node "
+    "health, placements, hash-range coverage, row placement, colocation and leftovers. "
     "Skipped when no Citus is reachable.",
     config=CitusShardingConfig,
     run=run,

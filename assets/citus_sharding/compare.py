@@ -2,8 +2,9 @@
 
 Rows are compared as lists when the statement's ORDER BY gives a total order, else as multisets. Numerics are
 compared at 10 decimal places (Citus computes avg as sum/count on the coordinator; trailing digits of a
-numeric division are not part of the answer). An error Citus raises as "feature not supported" (SQLSTATE
-0A000) where PostgreSQL answers is Citus refusing by design: unsupported, not a mismatch.
+numeric division are not part of the answer). An error Citus raises where PostgreSQL answers is a refusal by
+design only when the statement's shape lists that SQLSTATE (e.g. 0A000 for a write that would move a row to
+another shard); any other refusal is a mismatch: an always-refused shape never hides an allowed one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Verdict(StrEnum):
     SAME = "same"
     UNSUPPORTED = "unsupported"
     MISMATCH = "mismatch"
+    UNKNOWN = "unknown"  # a side's connection was lost mid-statement (or a node was unreachable): not judged
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,15 @@ def diff_rows(citus: Sequence[Sequence[Any]], vanilla: Sequence[Sequence[Any]], 
     return "; ".join(parts)
 
 
-def judge(citus: Outcome, vanilla: Outcome, ordered: bool) -> Judgement:
-    """Same answer, unsupported by design, or a mismatch with what differs."""
-    if citus.failed and not vanilla.failed and citus.sqlstate == FEATURE_NOT_SUPPORTED:
+def judge(citus: Outcome, vanilla: Outcome, ordered: bool, by_design: frozenset[str] = frozenset()) -> Judgement:
+    """Same answer, refused by design for this shape (`by_design` SQLSTATEs), or a mismatch with what differs."""
+    if citus.failed and citus.sqlstate in by_design:  # refused at planning, whatever PostgreSQL's executor said
         return Judgement(Verdict.UNSUPPORTED, citus.error)
+    if citus.failed and not vanilla.failed:
+        return Judgement(
+            Verdict.MISMATCH,
+            f"Citus refused what PostgreSQL answered, and this shape is not refused by design: {_outcome_text(citus)}",
+        )
     if citus.failed or vanilla.failed:
         if citus.failed and vanilla.failed and citus.sqlstate == vanilla.sqlstate:
             return Judgement(Verdict.SAME)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from regression_pipelines.kit import AreaConfig, one_of
 
@@ -19,8 +19,32 @@ FAULTS = (
 )
 
 
+PROFILES = ("quick", "deep")
+# The deep profile (nightly): more rows and statements, 32 shards (Citus's default count: multi-shard statements
+# then have more tasks than the adaptive executor's pool of 16 connections per node), 20,000 COPY rows, a longer
+# timed phase. Bounded by max_seconds like the quick one (benchmarks/citus_sharding/reach.py measures it).
+# Settings given explicitly win over the profile's.
+DEEP = {
+    "accounts": 2000,
+    "orders_per_account": 4,
+    "shard_count": 32,
+    "statements": 1200,
+    "copy_rows": 20000,
+    "router_queries": 1000,
+    "multi_shard_queries": 100,
+    "join_queries": 30,
+    "sample_rows_per_shard": 5000,
+    "minimize_replays": 24,
+    "max_seconds": 400.0,
+}
+
+
 class CitusShardingConfig(AreaConfig):
     """Bounded by the counts below and `max_seconds`; the run's schemas are removed afterwards."""
+
+    profile: Annotated[str, one_of(*PROFILES)] = Field(
+        default="quick", description="quick (the default) or deep (nightly: larger, about 10x the statements)"
+    )
 
     accounts: int = Field(default=300, ge=10, le=1_000_000, description="Rows of the distributed table at start")
     orders_per_account: int = Field(default=3, ge=0, le=100, description="Co-located rows per account at start")
@@ -37,3 +61,11 @@ class CitusShardingConfig(AreaConfig):
     seed: int = Field(default=11, description="Seed of the data and of the statement mix")
     calibrate: bool = Field(default=True, description="Run pgbench's router query on the coordinator first")
     calibration_seconds: float = Field(default=1.0, ge=0.5, le=30, description="Length of the calibration probe")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        """The deep profile's sizes, for every setting the run config does not give itself."""
+        if isinstance(data, dict) and data.get("profile") == "deep":
+            return {**DEEP, **data}
+        return data

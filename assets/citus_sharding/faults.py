@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from assets.citus_sharding.cluster import NodeConnector, Placement, own_placements
+from assets.citus_sharding.workload import DISTRIBUTION
+from regression_pipelines.kit.checkers.citus import NodeConnector, Placement, own_placements
 
 
 @dataclass
@@ -67,25 +68,29 @@ def leftover_prepared(conn: psycopg.Connection, connect_node: NodeConnector, sch
 
 
 def metadata_gap(conn: psycopg.Connection, superuser: Callable[[], psycopg.Connection], schema: str) -> Injected:
-    """The top hash value of one shard range (in both co-located tables, so colocation stays consistent)
+    """The top hash value of one shard range (in every co-located table, so colocation stays consistent)
     removed from pg_dist_shard: that value belongs to no shard. A range whose top value a row hashes to
     is skipped, so row placement stays right."""
-    accounts, orders = own_placements(conn, f"{schema}.accounts"), own_placements(conn, f"{schema}.orders")
-    rows_at = sql.SQL(
-        "SELECT (SELECT count(*) FROM {} WHERE worker_hash(id) = %(h)s) "
-        "+ (SELECT count(*) FROM {} WHERE worker_hash(account_id) = %(h)s)"
-    ).format(sql.Identifier(schema, "accounts"), sql.Identifier(schema, "orders"))
-    chosen = next((i for i, p in enumerate(accounts) if not conn.execute(rows_at, {"h": p.high}).fetchone()[0]), 0)
-    a, o = accounts[chosen], orders[chosen]
-    shards = [a.shard_id, o.shard_id]
+    tables = {name: own_placements(conn, f"{schema}.{name}") for name in DISTRIBUTION}
+    rows_at = sql.SQL(" + ").join(
+        sql.SQL("(SELECT count(*) FROM {} WHERE worker_hash({}) = %(h)s)").format(
+            sql.Identifier(schema, name), sql.Identifier(column)
+        )
+        for name, column in DISTRIBUTION.items()
+    )
+    accounts = tables["accounts"]
+    query = sql.SQL("SELECT {}").format(rows_at)
+    chosen = next((i for i, p in enumerate(accounts) if not conn.execute(query, {"h": p.high}).fetchone()[0]), 0)
+    top = accounts[chosen].high
+    shards = [places[chosen].shard_id for places in tables.values()]
     with superuser() as admin:
-        admin.execute("UPDATE pg_dist_shard SET shardmaxvalue = %s WHERE shardid = ANY(%s)", (str(a.high - 1), shards))
+        admin.execute("UPDATE pg_dist_shard SET shardmaxvalue = %s WHERE shardid = ANY(%s)", (str(top - 1), shards))
 
     def undo() -> None:
         with superuser() as admin:
-            admin.execute("UPDATE pg_dist_shard SET shardmaxvalue = %s WHERE shardid = ANY(%s)", (str(a.high), shards))
+            admin.execute("UPDATE pg_dist_shard SET shardmaxvalue = %s WHERE shardid = ANY(%s)", (str(top), shards))
 
-    return Injected(f"hash value {a.high} removed from shards {shards} in pg_dist_shard", undo)
+    return Injected(f"hash value {top} removed from shards {shards} in pg_dist_shard", undo)
 
 
 def dropped_shard(conn: psycopg.Connection, connect_node: NodeConnector, schema: str) -> Injected:

@@ -6,6 +6,9 @@ check only, so a fault fails the check it is about: a feed range that cannot be 
 checks judge what they could read and name what they skipped. Ranges where the table's own metadata says CDF
 was off are not replayable by definition (the protocol's readers refuse them): a data change made there fails
 `operation_metrics_match_cdf`, which is about commits whose change rows do not account for them.
+`commits_accounted_for` is the log's ledger: every version has its commit file, every commit was made by this
+workload, every acknowledged commit is in the log exactly once. Each problem carries the version it implicates,
+so a failing check can be shrunk to the operations up to that version.
 """
 
 from __future__ import annotations
@@ -24,13 +27,25 @@ RANGE_SPLITTING = "cdf_range_splitting"
 OPERATION_METRICS = "operation_metrics_match_cdf"
 COMPACTION_TIME_TRAVEL = "compaction_and_time_travel"
 ENGINES_AGREE = "engines_agree"
-INVARIANTS = (REPLAY, WELL_FORMED, RANGE_SPLITTING, OPERATION_METRICS, COMPACTION_TIME_TRAVEL, ENGINES_AGREE)
+COMMITS_ACCOUNTED = "commits_accounted_for"
+INVARIANTS = (
+    REPLAY,
+    WELL_FORMED,
+    RANGE_SPLITTING,
+    OPERATION_METRICS,
+    COMPACTION_TIME_TRAVEL,
+    ENGINES_AGREE,
+    COMMITS_ACCOUNTED,
+)
+# Checks a serial replay of the ops on a fresh table can reproduce (and so shrink).
+SHRINKABLE = (REPLAY, WELL_FORMED, RANGE_SPLITTING, OPERATION_METRICS, COMPACTION_TIME_TRAVEL, ENGINES_AGREE)
 
 CHANGE_TYPES = ("insert", "update_preimage", "update_postimage", "delete")
 REMOVES, ADDS = ("delete", "update_preimage"), ("insert", "update_postimage")
 SHOWN = 3  # problems named in a check's detail
 
 FeedRow = tuple[Row, str, int, int]  # row, _change_type, _commit_version, _commit_timestamp (epoch ms)
+Problem = tuple[int, str]  # the version it implicates, what is wrong
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class Readings:
     engines: dict[str, dict[int, Read]] = field(default_factory=dict)  # engine -> version -> rows and count
     engine_feeds: dict[str, Read] = field(default_factory=dict)  # engines that read the CDF too: full range
     after_vacuum: Read | None = None
+    files: list[int] = field(default_factory=list)  # files in each readable version's snapshot
 
 
 def stretches(cdf_enabled: Mapping[int, bool]) -> list[tuple[int, int]]:
@@ -131,18 +147,19 @@ def check_replay(r: Readings) -> Invariant:
         start = Read(rows=()) if v < 0 else r.snapshots[v]
         feed, end = r.feeds[(v + 1, w)], r.snapshots[w]
         if not feed.ok:
-            problems.append(f"CDF({v + 1}..{w}) unreadable: {feed.error}")
+            problems.append((w, f"CDF({v + 1}..{w}) unreadable: {feed.error}"))
             continue
         if not start.ok or not end.ok:
             skipped.append(f"({v},{w})")
             continue
         judged += 1
         replayed, trouble = replay(start.rows, feed.rows)
-        problems += [f"snapshot({v}) + CDF({v + 1}..{w}): {t}" for t in trouble]
-        for name, expected in (("snapshot", end.rows), ("model", r.model.rows(w))):
+        problems += [(w, f"snapshot({v}) + CDF({v + 1}..{w}): {t}") for t in trouble]
+        expectations = [("snapshot", end.rows)] + ([("model", r.model.unordered(w))] if r.model.known(w) else [])
+        for name, expected in expectations:
             diff = difference(replayed, expected)
             if diff:
-                problems.append(f"snapshot({v}) + CDF({v + 1}..{w}) != {name}({w}): {diff}")
+                problems.append((w, f"snapshot({v}) + CDF({v + 1}..{w}) != {name}({w}): {diff}"))
     facts = {"pairs": len(r.plan.pairs), "judged": judged, "skipped": len(skipped)}
     summary = f"{judged} of {len(r.plan.pairs)} pairs replayed onto snapshot and model"
     if skipped:
@@ -170,9 +187,12 @@ def replay(start: Iterable[Row], feed: Iterable[FeedRow]) -> tuple[Counter, list
     return +rows, trouble
 
 
-def difference(got: Counter, expected: Sequence[Row]) -> str:
-    """'' when equal, else what is missing and extra (counts and the first of each)."""
+def difference(got: Counter, expected: Iterable[Row]) -> str:
+    """'' when equal, else what is missing and extra (counts and the first of each). `got` holds no zero or
+    negative counts (as `replay` and `Counter(rows)` give), so equal multisets are equal dicts."""
     want = Counter(expected)
+    if dict.__eq__(got, want):
+        return ""
     missing, extra = want - got, got - want
     if not missing and not extra:
         return ""
@@ -185,7 +205,8 @@ def difference(got: Counter, expected: Sequence[Row]) -> str:
 
 
 def check_well_formed(r: Readings) -> Invariant:
-    problems, skipped = [], []
+    problems: list[Problem] = []
+    skipped = []
     seen_rows = 0
     for a, b in r.plan.stretches:
         whole = r.feeds[(a, b)]
@@ -207,19 +228,22 @@ def check_well_formed(r: Readings) -> Invariant:
     return _verdict(WELL_FORMED, problems, summary, {"change_rows": seen_rows}, len(r.plan.stretches))
 
 
-def _types_and_ranges(requests: list[tuple[tuple[int, int], tuple]]) -> list[str]:
+def _types_and_ranges(requests: list[tuple[tuple[int, int], tuple]]) -> list[Problem]:
     problems = []
     for (start, end), rows in requests:
         kinds = {kind for _, kind, _, _ in rows} - set(CHANGE_TYPES)
         if kinds:
-            problems.append(f"CDF({start}..{end}) has _change_type values outside the protocol: {sorted(kinds)}")
+            first = min(v for _, kind, v, _ in rows if kind in kinds)
+            problems.append(
+                (first, f"CDF({start}..{end}) has _change_type values outside the protocol: {sorted(kinds)}")
+            )
         outside = sorted({v for _, _, v, _ in rows if not start <= v <= end})
         if outside:
-            problems.append(f"CDF({start}..{end}) returned versions outside the range: {outside[:5]}")
+            problems.append((end, f"CDF({start}..{end}) returned versions outside the range: {outside[:5]}"))
     return problems
 
 
-def _images_pair_up(rows: list[FeedRow]) -> list[str]:
+def _images_pair_up(rows: list[FeedRow]) -> list[Problem]:
     balance: Counter = Counter()
     for row, kind, version, _ in rows:
         if kind == "update_preimage":
@@ -229,56 +253,66 @@ def _images_pair_up(rows: list[FeedRow]) -> list[str]:
     unpaired = sorted(key for key, n in balance.items() if n)
     if not unpaired:
         return []
-    return [f"{len(unpaired)} (version, key) with unpaired update images, e.g. {unpaired[:3]}"]
+    return [(unpaired[0][0], f"{len(unpaired)} (version, key) with unpaired update images, e.g. {unpaired[:3]}")]
 
 
-def _versions_contiguous(rows: list[FeedRow], model: VersionedModel, readable: set[int]) -> list[str]:
+def _versions_contiguous(rows: list[FeedRow], model: VersionedModel, readable: set[int]) -> list[Problem]:
     seen = {v for _, _, v, _ in rows}
-    missing = sorted(v for v in readable if model.changed(v) and v not in seen)
+    missing = sorted(v for v in readable if model.known(v) and model.changed(v) and v not in seen)
     if missing:
-        return [f"versions that changed rows but have no change rows: {missing[:10]}"]
+        return [(missing[0], f"versions that changed rows but have no change rows: {missing[:10]}")]
     return []
 
 
-def _timestamps_monotonic(rows: list[FeedRow]) -> list[str]:
+def _timestamps_monotonic(rows: list[FeedRow]) -> list[Problem]:
     stamps: dict[int, set[int]] = defaultdict(set)
     for _, _, version, stamp in rows:
         stamps[version].add(stamp)
     problems = [
-        f"v{v} has {len(s)} different _commit_timestamp values" for v, s in sorted(stamps.items()) if len(s) > 1
+        (v, f"v{v} has {len(s)} different _commit_timestamp values") for v, s in sorted(stamps.items()) if len(s) > 1
     ]
     ordered = [(v, min(s)) for v, s in sorted(stamps.items())]
     for (v0, t0), (v1, t1) in zip(ordered, ordered[1:], strict=False):
         if t1 < t0:
-            problems.append(f"_commit_timestamp goes backwards: v{v1} is {(t0 - t1) / 1000:.3f} s before v{v0}")
+            problems.append((v1, f"_commit_timestamp goes backwards: v{v1} is {(t0 - t1) / 1000:.3f} s before v{v0}"))
     return problems
 
 
 def check_range_splitting(r: Readings) -> Invariant:
-    problems, judged, skipped = [], 0, 0
+    problems: list[Problem] = []
+    judged, skipped = 0, 0
     for v, u, w in r.plan.triples:
         whole, left, right = r.feeds[(v, w)], r.feeds[(v, u)], r.feeds[(u + 1, w)]
         if not (whole.ok and left.ok and right.ok):
             skipped += 1
             continue
         judged += 1
-        diff = _feed_difference(Counter(left.rows) + Counter(right.rows), Counter(whole.rows))
+        diff = _feed_difference(_multiset(left.rows, right.rows), Counter(whole.rows))
         if diff:
-            problems.append(f"CDF({v}..{w}) != CDF({v}..{u}) + CDF({u + 1}..{w}): {diff}")
+            problems.append((w, f"CDF({v}..{w}) != CDF({v}..{u}) + CDF({u + 1}..{w}): {diff}"))
     for a, b in r.plan.stretches:
         whole, parts = r.feeds[(a, b)], [r.feeds[(x, x)] for x in range(a, b + 1)]
         if whole.ok and all(p.ok for p in parts):
             judged += 1
-            diff = _feed_difference(sum((Counter(p.rows) for p in parts), Counter()), Counter(whole.rows))
+            diff = _feed_difference(_multiset(*(p.rows for p in parts)), Counter(whole.rows))
             if diff:
-                problems.append(f"CDF({a}..{b}) != the sum of its single versions: {diff}")
+                problems.append((b, f"CDF({a}..{b}) != the sum of its single versions: {diff}"))
     summary = f"{judged} splits compared"
     if skipped:
         summary += f"; {skipped} with an unreadable part skipped (judged by replay)"
     return _verdict(RANGE_SPLITTING, problems, summary, {"judged": judged, "skipped": skipped}, judged)
 
 
+def _multiset(*parts: Iterable) -> Counter:
+    counts: Counter = Counter()
+    for part in parts:
+        counts.update(part)
+    return counts
+
+
 def _feed_difference(split: Counter, whole: Counter) -> str:
+    if dict.__eq__(split, whole):  # both hold positive counts only
+        return ""
     missing, extra = whole - split, split - whole
     if not missing and not extra:
         return ""
@@ -301,14 +335,17 @@ FORBIDDEN = {"UPDATE": ("insert", "delete"), "DELETE": ("insert", "update_preima
 
 
 def check_operation_metrics(r: Readings) -> Invariant:
-    problems, judged, skipped = [], 0, []
+    problems: list[Problem] = []
+    judged, skipped = 0, []
     for version in range(r.model.latest + 1):
-        info = r.commits[version]
-        if r.model.data_neutral(version) or info.operation not in METRIC_RULES:
+        info = r.commits.get(version)
+        if info is None or r.model.data_neutral(version) or info.operation not in METRIC_RULES:
             continue
         if not r.cdf_enabled[version]:
             claimed = {k: v for k, v in info.metrics.items() if k in METRIC_RULES[info.operation] and v}
-            problems.append(f"v{version} {info.operation} changed rows {claimed} with CDF switched off: no change rows")
+            problems.append(
+                (version, f"v{version} {info.operation} changed rows {claimed} with CDF switched off: no change rows")
+            )
             continue
         feed = r.feeds.get((version, version))
         if feed is None or not feed.ok:
@@ -321,10 +358,12 @@ def check_operation_metrics(r: Readings) -> Invariant:
                 continue
             shown = sum(counts[k] for k in kinds)
             if int(info.metrics[metric]) != shown:
-                problems.append(f"v{version} {info.operation} {metric}={info.metrics[metric]} but CDF shows {shown}")
+                problems.append(
+                    (version, f"v{version} {info.operation} {metric}={info.metrics[metric]} but CDF shows {shown}")
+                )
         wrong = {k: counts[k] for k in FORBIDDEN.get(info.operation, ()) if counts[k]}
         if wrong:
-            problems.append(f"v{version} {info.operation} emitted change rows it cannot have: {wrong}")
+            problems.append((version, f"v{version} {info.operation} emitted change rows it cannot have: {wrong}"))
     summary = f"{judged} data-changing commits matched against their change rows"
     if skipped:
         summary += f"; versions {','.join(skipped)} unreadable (judged by replay)"
@@ -332,7 +371,7 @@ def check_operation_metrics(r: Readings) -> Invariant:
 
 
 def check_compaction_and_time_travel(r: Readings) -> Invariant:
-    problems = []
+    problems: list[Problem] = []
     neutral_judged = 0
     for version in range(r.model.latest + 1):
         if not r.model.data_neutral(version) or not r.cdf_enabled[version]:
@@ -343,27 +382,30 @@ def check_compaction_and_time_travel(r: Readings) -> Invariant:
             if feed.rows:
                 counts = dict(Counter(kind for _, kind, _, _ in feed.rows))
                 label = r.model.changes[version].label or r.commits[version].operation
-                problems.append(f"v{version} ({label}) changes no data but emitted change rows {counts}")
+                problems.append((version, f"v{version} ({label}) changes no data but emitted change rows {counts}"))
     for version in range(r.model.latest + 1):
         snap = r.snapshots[version]
         if not snap.ok:
-            problems.append(f"time travel to v{version} failed: {snap.error}")
+            problems.append((version, f"time travel to v{version} failed: {snap.error}"))
             continue
-        diff = difference(Counter(snap.rows), r.model.rows(version))
-        if diff:
-            problems.append(f"snapshot({version}) != model: {diff}")
+        if r.model.known(version) and (diff := difference(Counter(snap.rows), r.model.unordered(version))):
+            problems.append((version, f"snapshot({version}) != model: {diff}"))
+    latest = r.model.latest
     if r.after_vacuum is not None:
         if not r.after_vacuum.ok:
-            problems.append(f"latest snapshot unreadable after VACUUM: {r.after_vacuum.error}")
-        elif diff := difference(Counter(r.after_vacuum.rows), r.model.rows(r.model.latest)):
-            problems.append(f"latest snapshot after VACUUM != model: {diff}")
+            problems.append((latest, f"latest snapshot unreadable after VACUUM: {r.after_vacuum.error}"))
+        elif r.model.known(latest) and (diff := difference(Counter(r.after_vacuum.rows), r.model.unordered(latest))):
+            problems.append((latest, f"latest snapshot after VACUUM != model: {diff}"))
     summary = f"{r.model.latest + 1} versions time-travelled, {neutral_judged} data-neutral commits without change rows"
+    if r.model.uncertain_from is not None:
+        summary += f"; the model is uncertain from v{r.model.uncertain_from} (its commit file is gone)"
     facts = {"versions": r.model.latest + 1, "neutral_commits": neutral_judged}
     return _verdict(COMPACTION_TIME_TRAVEL, problems, summary, facts, r.model.latest + 1)
 
 
 def check_engines_agree(r: Readings, unavailable: Mapping[str, str]) -> Invariant:
-    problems, compared = [], 0
+    problems: list[Problem] = []
+    compared = 0
     names = sorted(r.engines)
     for version in range(r.model.latest + 1):
         reads = {name: r.engines[name][version] for name in names if version in r.engines[name]}
@@ -371,7 +413,7 @@ def check_engines_agree(r: Readings, unavailable: Mapping[str, str]) -> Invarian
         good = {n: x for n, x in reads.items() if x.ok}
         if failed and good:
             problems.append(
-                f"v{version}: {sorted(good)} read it, {sorted(failed)} failed: {next(iter(failed.values()))}"
+                (version, f"v{version}: {sorted(good)} read it, {sorted(failed)} failed: {next(iter(failed.values()))}")
             )
         if len(good) < 2:
             continue
@@ -381,10 +423,10 @@ def check_engines_agree(r: Readings, unavailable: Mapping[str, str]) -> Invarian
             if name == base_name:
                 continue
             if diff := difference(Counter(other.rows), list(base.rows)):
-                problems.append(f"v{version}: {name} rows != {base_name} rows: {diff}")
+                problems.append((version, f"v{version}: {name} rows != {base_name} rows: {diff}"))
         counts = {n: x.count for n, x in good.items()}
         if len(set(counts.values())) > 1:
-            problems.append(f"v{version}: count(*) differs between engines: {counts}")
+            problems.append((version, f"v{version}: count(*) differs between engines: {counts}"))
     problems += _engine_feeds_agree(r)
     summary = f"{len(names)} readers ({', '.join(names)}) agree on {compared} versions"
     if unavailable:
@@ -397,7 +439,7 @@ def names_first(good: Mapping[str, Read]) -> tuple[str, Read]:
     return name, good[name]
 
 
-def _engine_feeds_agree(r: Readings) -> list[str]:
+def _engine_feeds_agree(r: Readings) -> list[Problem]:
     """Engines that read the CDF too (Spark with Delta) must show the same change rows (timestamps aside:
     engines take them from different sources by design)."""
     problems = []
@@ -410,17 +452,50 @@ def _engine_feeds_agree(r: Readings) -> list[str]:
     want = Counter((row, kind, v) for row, kind, v, _ in reference.rows)
     for name, read in sorted(r.engine_feeds.items()):
         if not read.ok:
-            problems.append(f"{name} CDF({a}..{b}) failed: {read.error}")
+            problems.append((b, f"{name} CDF({a}..{b}) failed: {read.error}"))
         elif diff := _feed_difference(Counter((row, kind, v) for row, kind, v, _ in read.rows), want):
-            problems.append(f"{name} CDF({a}..{b}) != delta-rs CDF: {diff}")
+            problems.append((b, f"{name} CDF({a}..{b}) != delta-rs CDF: {diff}"))
     return problems
 
 
-def _verdict(name: str, problems: list[str], summary: str, facts: dict, judged: int) -> Invariant:
+def check_commits_accounted_for(
+    model_versions: int,
+    commits: Mapping[int, object],
+    missing: list[int],
+    outside: list[str],
+    acknowledged: Mapping[str, int],
+    found: Mapping[str, list[int]],
+    despite_error: Sequence[str] = (),
+) -> Invariant:
+    """The log as a ledger of the workload's commits (Jepsen's acknowledged writes, for a table). Commits of ops
+    that got an error are the workload's too (an indeterminate write that landed): named, not a problem."""
+    problems: list[Problem] = []
+    problems += [(v, f"commit file of v{v} is missing from _delta_log") for v in missing[:1]]
+    if len(missing) > 1:
+        problems.append((missing[1], f"{len(missing)} commit files missing in all: versions {missing[:10]}"))
+    problems += [(int(text[1:].split()[0]), f"not made by this workload: {text}") for text in outside]
+    lost = sorted(tag for tag in acknowledged if tag not in found)
+    if lost:
+        problems.append((model_versions, f"{len(lost)} acknowledged commit(s) not in the log: {lost[:5]}"))
+    twice = {tag: vs for tag, vs in found.items() if len(vs) > 1}
+    for tag, versions in sorted(twice.items())[:SHOWN]:
+        problems.append((versions[1], f"commit {tag} is in the log {len(versions)} times: versions {versions}"))
+    summary = f"{len(commits)} commit files, {len(acknowledged)} acknowledged commits"
+    if not problems:
+        summary += ", each in the log once, none from outside"
+    if despite_error:
+        summary += f"; {len(despite_error)} more landed although their writer got an error: {despite_error[0]}"
+    facts = {"commits": len(commits), "outside": len(outside), "missing": len(missing), "lost": len(lost)}
+    return _verdict(COMMITS_ACCOUNTED, problems, summary, facts, len(commits))
+
+
+def _verdict(name: str, problems: list[Problem], summary: str, facts: dict, judged: int) -> Invariant:
     if not problems and judged == 0:
-        problems = ["nothing could be judged"]
+        problems = [(0, "nothing could be judged")]
     if problems:
-        more = f" (+{len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""
-        detail = f"{len(problems)} problem(s): " + " | ".join(problems[:SHOWN]) + more + f". {summary}"
-        return Invariant(name, False, detail, {**facts, "problems": len(problems)})
+        texts = [text for _, text in problems]
+        more = f" (+{len(texts) - SHOWN} more)" if len(texts) > SHOWN else ""
+        detail = f"{len(texts)} problem(s): " + " | ".join(texts[:SHOWN]) + more + f". {summary}"
+        first = min(version for version, _ in problems)
+        return Invariant(name, False, detail, {**facts, "problems": len(texts), "first_version": first})
     return Invariant(name, True, summary, {**facts, "problems": 0})

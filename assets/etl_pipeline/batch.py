@@ -8,6 +8,7 @@ reads each file back to describe it, so the stages' figures are the files' own, 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from assets.etl_pipeline.quality import COLUMNS
 from regression_pipelines.results import StageValue
 
 SOURCE_SCHEMA = pa.schema([("job_id", pa.string()), ("tenant", pa.string()), ("body", pa.binary()),
-                           ("valid", pa.bool_())])  # fmt: skip
+                           ("valid", pa.bool_()), ("shape", pa.string()), ("value_classes", pa.string())])  # fmt: skip
 LOADED_COLUMNS = (*COLUMNS, "published_at", "loaded_at")  # what the run reads back from the loaded table
 LOADED_SCHEMA = pa.schema(
     [(c, pa.int64() if c in ("priority", "story_points") else pa.string()) for c in COLUMNS]
@@ -38,14 +39,27 @@ def write_source(jobs: Sequence[Job], path: Path) -> None:
         "tenant": [j.tenant for j in jobs],
         "body": [j.body for j in jobs],
         "valid": [j.valid for j in jobs],
+        "shape": [j.shape for j in jobs],
+        "value_classes": [json.dumps(j.values) if j.values else None for j in jobs],
     }
     pq.write_table(pa.table(columns, schema=SOURCE_SCHEMA), path)
 
 
 def read_source(path: Path) -> list[Job]:
     """The jobs the producers publish: exactly what the file holds, in its order."""
-    rows = pq.read_table(path, schema=SOURCE_SCHEMA).to_pylist()
-    return [Job(r["job_id"], r["tenant"], r["body"], r["valid"]) for r in rows]
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    return [
+        Job(
+            r["job_id"],
+            r["tenant"],
+            r["body"],
+            r["valid"],
+            r.get("shape") or "valid_job",
+            tuple(tuple(v) for v in json.loads(r.get("value_classes") or "[]")),
+        )  # fmt: skip
+        for r in rows
+    ]
 
 
 def export_loaded(rows: Sequence[tuple[Any, ...]], path: Path) -> None:

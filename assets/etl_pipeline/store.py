@@ -40,18 +40,21 @@ def create(conn: psycopg.Connection, names: Names, idempotent: bool = True, rls:
             "(an owner bypasses row-level security)"
         )
     jobs, failed, role = (sql.Identifier(n) for n in (names.jobs, names.failed, names.role))
-    key = sql.SQL("PRIMARY KEY" if idempotent else "NOT NULL")
+    # A job id is the tenant's own: two tenants may use the same one, so a job is (tenant_id, job_id). Keyed on
+    # job_id alone, ON CONFLICT DO NOTHING silently dropped the second tenant's job (issue 19).
+    key = sql.SQL(", PRIMARY KEY (tenant_id, job_id)" if idempotent else "")
     conn.execute(
         sql.SQL(
-            "CREATE TABLE {} (job_id text {}, tenant_id text NOT NULL, issue_key text, title text, status text, "
-            "priority int, story_points int, labels jsonb, published_at double precision NOT NULL, "
-            "loaded_at double precision NOT NULL DEFAULT extract(epoch FROM clock_timestamp()))"
+            "CREATE TABLE {} (job_id text NOT NULL, tenant_id text NOT NULL, issue_key text, title text, "
+            "status text, priority int, story_points int, labels jsonb, published_at double precision NOT NULL, "
+            "loaded_at double precision NOT NULL DEFAULT extract(epoch FROM clock_timestamp()){})"
         ).format(jobs, key)
     )
     conn.execute(
         sql.SQL(
-            "CREATE TABLE {} (job_id text PRIMARY KEY, tenant_id text NOT NULL, stage text NOT NULL, "
-            "error_details text NOT NULL, body text, failed_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            "CREATE TABLE {} (job_id text NOT NULL, tenant_id text NOT NULL, stage text NOT NULL, "
+            "error_details text NOT NULL, body text, failed_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+            "PRIMARY KEY (tenant_id, job_id))"
         ).format(failed)
     )
     conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
@@ -115,7 +118,7 @@ def load_rows(
     values = sql.SQL(", ").join(sql.Placeholder() for _ in range(3 + len(ROW_COLUMNS)))
     statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(sql.Identifier(names.jobs), columns, values)
     if idempotent:
-        statement += sql.SQL(" ON CONFLICT (job_id) DO NOTHING")
+        statement += sql.SQL(" ON CONFLICT (tenant_id, job_id) DO NOTHING")
     set_tenant(conn, tenant)
     with conn.cursor() as cur:
         cur.executemany(statement, [_params(job_id, tenant, published, row) for job_id, published, row in rows])
@@ -136,7 +139,7 @@ def record_failure(
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (job_id, tenant_id, stage, error_details, body) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (job_id) DO NOTHING"
+            "ON CONFLICT (tenant_id, job_id) DO NOTHING"
         ).format(sql.Identifier(names.failed)),
         (job_id, tenant, stage, error, body[:512].decode("utf-8", "replace").replace("\x00", "")),
     )
@@ -145,7 +148,8 @@ def record_failure(
 
 def counts(conn: psycopg.Connection, names: Names) -> tuple[int, int]:
     """(distinct loaded jobs, failed jobs) as the owner sees them (RLS does not apply to the owner)."""
-    jobs = conn.execute(sql.SQL("SELECT count(DISTINCT job_id) FROM {}").format(sql.Identifier(names.jobs))).fetchone()
+    distinct = sql.SQL("SELECT count(DISTINCT (tenant_id, job_id)) FROM {}")
+    jobs = conn.execute(distinct.format(sql.Identifier(names.jobs))).fetchone()
     failed = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(names.failed))).fetchone()
     return int(jobs[0]) if jobs else 0, int(failed[0]) if failed else 0
 

@@ -27,6 +27,10 @@ def extract(body: bytes) -> dict[str, Any]:
         raise InvalidJob(f"not text: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise InvalidJob(f"not JSON: {exc.msg} at char {exc.pos}") from None
+    except RecursionError:  # issue 19: nesting past CPython's recursion limit crashed the worker, a crash loop
+        raise InvalidJob("not JSON: nested deeper than the parser's recursion limit") from None
+    except ValueError as exc:  # e.g. an integer past sys.get_int_max_str_digits()
+        raise InvalidJob(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise InvalidJob(f"not an object: {type(record).__name__}")
     return record
@@ -42,6 +46,11 @@ def transform(record: dict[str, Any], drop_field: str | None = None) -> dict[str
             raise InvalidJob(f"field {name!r} must be {kind.__name__}, got {type(value).__name__}")
     if len(record["title"]) > MAX_TITLE:
         raise InvalidJob(f"field 'title' longer than {MAX_TITLE} chars ({len(record['title'])})")
+    for name in ("key", "title"):
+        if "\x00" in record[name]:  # PostgreSQL text holds no NUL: the whole batch's insert would fail
+            raise InvalidJob(f"field {name!r} contains NUL")
+    if any("\x00" in str(label) for label in record["labels"]):
+        raise InvalidJob("field 'labels' contains NUL")
     if record["status"] not in STATUSES:
         raise InvalidJob(f"field 'status' {record['status']!r} not in {STATUSES}")
     if not 1 <= record["priority"] <= 5:

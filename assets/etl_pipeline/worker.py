@@ -5,6 +5,9 @@ Stage workers (extract, transform) consume one queue, publish the result to the 
 only after the confirm; invalid jobs are written to `failed_jobs` and rejected to the dead-letter exchange.
 Loaders batch, commit one transaction per tenant (as the non-owner role, tenant set) and ack after commit.
 SIGTERM: finish the batch in hand, write the stats file, exit. Broker restarts: reconnect and carry on.
+PostgreSQL restarts (a broken connection: AdminShutdown, "the connection is closed"): reconnect as the worker
+role and write the batch in hand again (its messages are still unacked; the upsert absorbs a batch whose commit
+did land before the connection broke), until the worker's deadline.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ PAUSED = "PAUSED"  # printed at the kill point; the scenario then sends SIGKILL
 KEEP_ERRORS = 5
 PUMP_EVERY = 32  # messages between socket flushes in stage workers
 TRANSIENT_SQLSTATES = ("40P01", "40001")  # deadlock, serialization failure: retrying the batch succeeds
+STOP_GRACE_S = 5.0  # a stopping worker tries this long to reach a restarting database
 
 
 @dataclass
@@ -43,6 +47,9 @@ class Stats:
     commits: int = 0
     db_seconds: float = 0.0
     reconnects: int = 0
+    pg_reconnects: int = 0
+    pg_outage_s: float = 0.0  # time spent without a usable database connection
+    recovered: list[str] = field(default_factory=list)  # the errors a reconnect recovered from (first few)
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     error_count: int = 0
@@ -86,9 +93,45 @@ class Worker:
         )
         return pika.BlockingConnection(params)
 
+    def _pg_connect(self) -> psycopg.Connection:
+        """A connection acting as the worker role; retried until the deadline (a restarting server refuses), or
+        for a few seconds once told to stop (its unacked messages then go back to the queue)."""
+        first = time.monotonic()
+        while True:
+            try:
+                conn = psycopg.connect(self.spec["pg_conninfo"], autocommit=False, connect_timeout=3,
+                                       application_name=self.spec.get("application_name", "regress-etl"))  # fmt: skip
+                store.worker_session(conn, self.names)
+                return conn
+            except psycopg.OperationalError:
+                now = time.monotonic()
+                if now >= self.deadline or (self.stopping and now - first > STOP_GRACE_S):
+                    raise
+                time.sleep(0.2)
+
+    def _pg_broken(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.OperationalError) or self.pg.closed or self.pg.broken
+
+    def _reconnect_pg(self, exc: BaseException) -> None:
+        """Replace a broken connection (the server restarted or dropped us); raises past the deadline."""
+        self.stats.pg_reconnects += 1
+        text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        if len(self.stats.recovered) < KEEP_ERRORS and text not in self.stats.recovered:
+            self.stats.recovered.append(text)
+        started = time.monotonic()
+        with contextlib.suppress(Exception):
+            self.pg.close()
+        try:
+            self.pg = self._pg_connect()
+        finally:
+            self.stats.pg_outage_s += time.monotonic() - started
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.pg.rollback()
+
     def run(self) -> None:
-        self.pg = psycopg.connect(self.spec["pg_conninfo"], autocommit=False)
-        store.worker_session(self.pg, self.names)
+        self.pg = self._pg_connect()
         self.stats.rss_start_mb = rss_mb()
         while not self.stopping and time.monotonic() < self.deadline:
             try:
@@ -105,7 +148,7 @@ class Worker:
                     self._stage(channel, broker.ConfirmWindow(connection, self.spec["prefetch"]))
             except broker.CONNECTION_ERRORS as exc:
                 self.stats.reconnects += 1  # a restarting broker: unacked messages come back redelivered
-                self.pg.rollback()
+                self._rollback()
                 if self.stats.reconnects > 50:
                     self.stats.error(exc)
                     break
@@ -117,7 +160,8 @@ class Worker:
                         connection.close()
             break
         self.stats.rss_end_mb = rss_mb()
-        self.pg.close()
+        with contextlib.suppress(Exception):
+            self.pg.close()
         with open(self.spec["stats_path"], "w") as f:
             json.dump(asdict(self.stats), f)
 
@@ -166,11 +210,17 @@ class Worker:
     def _fail(self, props: Any, stage: str, error: str, body: bytes) -> None:
         self.stats.rejected += 1
         tenant = str((props.headers or {}).get("tenant", ""))
-        try:
-            store.record_failure(self.pg, self.names, str(props.message_id), tenant, stage, error, body)
-        except psycopg.Error as exc:
-            self.stats.error(exc)
-            self.pg.rollback()
+        while True:
+            try:
+                store.record_failure(self.pg, self.names, str(props.message_id), tenant, stage, error, body)
+                return
+            except psycopg.Error as exc:
+                if self._pg_broken(exc) and time.monotonic() < self.deadline:
+                    self._reconnect_pg(exc)
+                    continue
+                self.stats.error(exc)
+                self._rollback()
+                return
 
     def _load(self, channel: Any) -> None:
         spec = self.spec
@@ -202,20 +252,33 @@ class Worker:
         for _tag, job_id, tenant, published, row in sorted(batch, key=lambda b: (b[2], b[1])):
             by_tenant[tenant].append((job_id, published, row))  # one lock order for every loader: no deadlocks
         started = time.perf_counter()
-        try:
-            for tenant, rows in by_tenant.items():
-                store.load_rows(self.pg, self.names, tenant, rows, idempotent=spec["idempotent"])
-                if kill_here and spec["kill_point"] == "before_commit":
-                    self._pause_for_kill()
-                self.pg.commit()
-                self.stats.commits += 1
-        except psycopg.Error as exc:
-            self.stats.error(exc)
-            self.pg.rollback()
-            if not spec["ack_early"]:  # a transient failure is redelivered; anything else is dead-lettered
-                transient = exc.sqlstate in TRANSIENT_SQLSTATES
-                channel.basic_nack(batch[-1][0], multiple=True, requeue=transient)
-            return
+        done: set[str] = set()  # tenants committed: after a reconnect, only the rest are written again
+        while True:
+            try:
+                for tenant, rows in by_tenant.items():
+                    if tenant in done:
+                        continue
+                    store.load_rows(self.pg, self.names, tenant, rows, idempotent=spec["idempotent"])
+                    if kill_here and spec["kill_point"] == "before_commit":
+                        self._pause_for_kill()
+                    self.pg.commit()
+                    done.add(tenant)
+                    self.stats.commits += 1
+                break
+            except psycopg.Error as exc:
+                if self._pg_broken(exc) and time.monotonic() < self.deadline:
+                    self._reconnect_pg(exc)  # the batch's messages are unacked: write the rest again
+                    continue
+                self.stats.error(exc)
+                self._rollback()
+                if not spec["ack_early"]:  # a transient failure is redelivered; anything else is dead-lettered
+                    transient = exc.sqlstate in TRANSIENT_SQLSTATES
+                    for tag, _job, tenant, _published, _row in batch:  # tenants committed before it stay acked
+                        if tenant in done:
+                            channel.basic_ack(tag)
+                        else:
+                            channel.basic_nack(tag, requeue=transient)
+                return
         self.stats.db_seconds += time.perf_counter() - started
         self.stats.loaded_rows += len(batch)
         if kill_here and spec["kill_point"] == "after_commit":

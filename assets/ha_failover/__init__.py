@@ -8,24 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 from assets.ha_failover.config import FailoverConfig
-from assets.ha_failover.faults import Mode, choose_injector
-from assets.ha_failover.guard import LAB_TARGET, require_destructive_opt_in
+from assets.ha_failover.faults import LocalSignalInjector, Mode, choose_injector
 from assets.ha_failover.scenario import FAILOVER_INVARIANTS, RunPlace, run_failover
 from regression_pipelines.kit import Area, RunContext
+from regression_pipelines.kit.guard import LAB_TARGET
+from regression_pipelines.kit.nemeses.lab import patroni_lab_control
 from regression_pipelines.results import ScenarioResult
 
 
 def run(config: FailoverConfig, ctx: RunContext) -> ScenarioResult:
-    patroni: Any = ctx.resource("patroni")
-    require_destructive_opt_in(config.allow_destructive, config.target, config.allow_list, patroni.host)
+    patroni: Any = ctx.resource("patroni")  # opt-in, allow_list and target are checked by the kit (kit/guard.py)
     target = patroni.checked_target()
     local = None
     if config.target == LAB_TARGET and config.fault_mode is not Mode.SWITCHOVER and not config.command_template:
-        from assets.ha_failover.lab_faults import lab_injector
-
-        local = lab_injector(target)
+        control = patroni_lab_control([(m.name, m.rest_port, m.pg_port) for m in target.members], target.host)
+        local = LocalSignalInjector(pids=control.pids, restart_member=control.restart_member)
     injector = choose_injector(config.fault_mode, target, config.command_template, local)
-    result = run_failover(target, config, injector, RunPlace(ctx.run_id, ctx.output_dir))
+    result = run_failover(target, config, injector, RunPlace(ctx.run_id, ctx.output_dir), ctx.sup)
     ctx.log.info(f"ha_failover {config.mode}: history at {result.environment['history_jsonl']}")
     return result
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from pydantic import Field
 
 from assets.ha_failover.faults import Mode
-from assets.ha_failover.guard import LAB_TARGET
 from regression_pipelines.kit import AreaConfig, one_of
+from regression_pipelines.kit.guard import LAB_TARGET
 
 
 class FailoverConfig(AreaConfig):

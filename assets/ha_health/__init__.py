@@ -12,7 +12,7 @@ from regression_pipelines.results import ScenarioResult
 
 def run(config: HealthConfig, ctx: RunContext) -> ScenarioResult:
     patroni: Any = ctx.resource("patroni")
-    return run_health(patroni.checked_target(), config)
+    return run_health(patroni.checked_target(), config, ctx.sup)
 
 
 AREA = Area(

@@ -2,19 +2,22 @@
 
 `observe_health` gathers (network); `evaluate_health` judges (pure), so every invariant is unit-testable on
 hand-made observations and integration-testable on a real cluster. Safe to run hourly: the only write is a
-temporary table that drops itself at commit.
+temporary table that drops itself at commit, so the run registers nothing to remove. Phases: workload (the
+probes and the latency sample, whose figures are kept as soon as they exist), judge.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import psycopg
 
 from assets.ha_health import latency
 from assets.ha_health.config import HealthConfig
+from regression_pipelines.kit.supervisor import JUDGE, WORKLOAD, Supervisor
 from regression_pipelines.measure import ErrorTally
-from regression_pipelines.results import Direction, Invariant, Metric, ScenarioResult
+from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
 from resources.patroni.client import ClusterTarget
 from resources.patroni.view import (
     MemberView,
@@ -34,9 +37,13 @@ ROUTING_CORRECT = "routing_correct"
 HEALTH_INVARIANTS = (SINGLE_LEADER, ALL_REPLICAS_STREAMING, LAG_WITHIN_LIMIT, ROUTING_CORRECT)
 
 
+DCS_STALE_S = 5.0  # Patroni reaches its DCS every loop_wait (2 s in the lab); older contact is a stalled DCS
+
+
 @dataclass
 class HealthObservation:
     members: list[MemberView]
+    observed_at: float = field(default_factory=time.time)
     replication: list[ReplicaView] = field(default_factory=list)
     replication_error: str = ""
     rw: RouteView | None = None
@@ -54,6 +61,20 @@ class HealthObservation:
     def leader(self) -> str | None:
         leaders = self.leaders
         return leaders[0] if len(leaders) == 1 else None
+
+    def dcs_ages(self) -> dict[str, float]:
+        """Seconds since each member last reached the DCS, as its own REST API reports it."""
+        return {
+            m.name: max(0.0, self.observed_at - m.dcs_last_seen) for m in self.members if m.dcs_last_seen is not None
+        }
+
+    def observed_cause(self) -> str:
+        """What the members say about their DCS when something is wrong ('' when every contact is recent)."""
+        stale = {name: age for name, age in self.dcs_ages().items() if age > DCS_STALE_S}
+        if not stale:
+            return ""
+        ages = ", ".join(f"{name} {age:.0f} s ago" for name, age in sorted(stale.items()))
+        return f"observed: Patroni last reached its DCS (etcd) {ages}: the DCS is unreachable or stalled"
 
 
 def observe_health(target: ClusterTarget, config: HealthConfig) -> HealthObservation:
@@ -89,6 +110,8 @@ def _single_leader(obs: HealthObservation) -> Invariant:
     unreachable = [m.name for m in obs.members if m.in_recovery is None]
     if unreachable:
         detail += f"; no SQL answer from {unreachable}"
+    if not passed:
+        detail += f"; {obs.observed_cause() or 'cause unexplained: every member reached its DCS recently'}"
     return Invariant(SINGLE_LEADER, passed, detail, {"rest_leaders": len(rest), "sql_leaders": len(sql)})
 
 
@@ -194,6 +217,9 @@ def evaluate_health(obs: HealthObservation, config: HealthConfig) -> ScenarioRes
     ]
     if obs.rw is not None and not obs.rw.error:
         metrics.append(Metric("health.rw_route_latency_s", obs.rw.latency_s, "s"))
+    ages = obs.dcs_ages()
+    if ages:
+        metrics.append(Metric("health.dcs_contact_age_s_max", max(ages.values()), "s", kind=MetricKind.INFO))
     ro_ok = [ro.latency_s for ro in obs.ro if not ro.error]
     if ro_ok:
         metrics.append(Metric("health.ro_route_latency_s", max(ro_ok), "s"))
@@ -210,5 +236,11 @@ def evaluate_health(obs: HealthObservation, config: HealthConfig) -> ScenarioRes
     return ScenarioResult(AREA, metrics, invariants, environment, comparable_on)
 
 
-def run_health(target: ClusterTarget, config: HealthConfig) -> ScenarioResult:
-    return evaluate_health(observe_health(target, config), config)
+def run_health(target: ClusterTarget, config: HealthConfig, sup: Supervisor | None = None) -> ScenarioResult:
+    """Observe (the workload: probes and the latency sample), then judge; figures are kept as they exist."""
+    sup = sup or Supervisor(AREA)
+    with sup.phase(WORKLOAD):
+        obs = observe_health(target, config)
+        sup.record(*(metric for timed in obs.latency for metric in timed.metrics()))
+    with sup.phase(JUDGE):
+        return evaluate_health(obs, config)

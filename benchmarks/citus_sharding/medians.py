@@ -19,7 +19,7 @@ from pathlib import Path
 from assets.citus_sharding import AREA
 from assets.citus_sharding.config import CitusShardingConfig
 from benchmarks.medians_table import print_medians
-from regression_pipelines.kit import AreaSkipped, RunContext
+from regression_pipelines.kit import AreaSkipped, RunContext, run_area
 from regression_pipelines.lab.settings import LabSettings
 from resources.citus import CitusResource
 from resources.postgres import PostgresResource
@@ -70,7 +70,7 @@ def main() -> int:
             ctx = RunContext(f"bench{run}{time.time_ns()}", {"citus": citus, "postgres": postgres}, Path(out))
             started = time.perf_counter()
             try:
-                result = AREA.run(config, ctx)
+                result = run_area(AREA, config, ctx)
             except AreaSkipped as skipped:
                 print(f"citus_sharding skipped: {skipped.reason}", file=sys.stderr)
                 return 2

@@ -18,7 +18,7 @@ from pathlib import Path
 from assets.citus_shard_move import AREA
 from assets.citus_shard_move.config import TRANSFER_MODES, ShardMoveConfig
 from benchmarks.medians_table import print_medians
-from regression_pipelines.kit import AreaSkipped, RunContext
+from regression_pipelines.kit import AreaSkipped, RunContext, run_area
 from regression_pipelines.lab.settings import LabSettings
 from resources.citus import CitusResource
 
@@ -51,7 +51,7 @@ def main() -> int:
             for run in range(args.runs):
                 ctx = RunContext(f"movebench{run}{time.time_ns()}", {"citus": citus}, Path(out))
                 try:
-                    result = AREA.run(config, ctx)
+                    result = run_area(AREA, config, ctx)
                 except AreaSkipped as skipped:
                     print(f"citus_shard_move skipped: {skipped.reason}", file=sys.stderr)
                     return 2

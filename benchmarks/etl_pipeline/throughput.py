@@ -26,7 +26,7 @@ import pika
 from assets.etl_pipeline import AREA, broker
 from assets.etl_pipeline.config import EtlConfig
 from assets.etl_pipeline.generator import generate
-from regression_pipelines.kit import RunContext
+from regression_pipelines.kit import RunContext, run_area
 from regression_pipelines.lab.settings import LabSettings
 from resources.postgres import PostgresResource
 from resources.rabbitmq import RabbitMQResource
@@ -106,7 +106,7 @@ def pipeline(lab: LabSettings, count: int) -> dict[str, float]:
     }
     config = EtlConfig(jobs=count, max_seconds=1800)
     with tempfile.TemporaryDirectory() as folder:
-        result = AREA.run(config, RunContext("benchmark", resources, Path(folder)))
+        result = run_area(AREA, config, RunContext("benchmark", resources, Path(folder)))
     failed = [inv.name for inv in result.invariants if not inv.passed]
     if failed:
         raise RuntimeError(f"pipeline failed checks {failed}: the figures would not mean anything")

@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 
 from assets.ha_failover.config import FailoverConfig
-from assets.ha_failover.faults import Mode, choose_injector
-from assets.ha_failover.lab_faults import lab_injector
+from assets.ha_failover.faults import LocalSignalInjector, Mode, choose_injector
 from assets.ha_failover.recovery import reinit_stranded_replicas, wait_healthy
 from assets.ha_failover.scenario import RunPlace, run_failover
+from regression_pipelines.kit.nemeses.lab import patroni_lab_control
+from regression_pipelines.kit.supervisor import Supervisor
 from regression_pipelines.resources_config import lab_patroni
 from resources.patroni.client import ClusterTarget
 
@@ -38,6 +39,12 @@ def _cell(values: list[float]) -> str:
         return "-"
     med = statistics.median(values)
     return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else f"{med:.2f}"
+
+
+def local_signals(target: ClusterTarget) -> LocalSignalInjector:
+    """Signals to this lab's Patroni members (the kit refuses members that are not the lab's)."""
+    control = patroni_lab_control([(m.name, m.rest_port, m.pg_port) for m in target.members], target.host)
+    return LocalSignalInjector(pids=control.pids, restart_member=control.restart_member)
 
 
 def main() -> int:
@@ -87,9 +94,11 @@ def bench(target: ClusterTarget, args: argparse.Namespace) -> int:
                 print(f"  cluster not healthy before the run; reinitialized {repaired}", flush=True)
                 if wait_healthy(target, timeout_s=30) is None:
                     raise SystemExit("lab cluster not healthy; stopping")
-            injector = choose_injector(mode, target, "", None if mode is Mode.SWITCHOVER else lab_injector(target))
+            injector = choose_injector(mode, target, "", None if mode is Mode.SWITCHOVER else local_signals(target))
             config = FailoverConfig(mode=mode.value, pause_seconds=args.pause, write_rate_hz=args.rate)
-            result = run_failover(target, config, injector, RunPlace(uuid.uuid4().hex, out))
+            sup = Supervisor("ha_failover")
+            run_place = RunPlace(uuid.uuid4().hex, out)
+            result = sup.run(lambda: run_failover(target, config, injector, run_place, sup))  # noqa: B023
             sync_mode = str(result.environment.get("synchronous_mode"))
             changed += result.environment.get("leader_changed") is True
             for name, metric in COLUMNS:

@@ -48,6 +48,9 @@ def regression_alert(evaluation: AssetEvaluation, mv: MetricVerdict, run_url: st
     }
     if v.p_value is not None:
         annotations["p_value"] = f"{v.p_value:.2g}"
+    if mv.host is not None:  # server/host slower, or the client path: what the instruments and the host did
+        annotations["host_context"] = mv.host.label
+        annotations["host_context_detail"] = mv.host.describe()
     labels = {**metric_labels(area, mv.metric.name), "severity": v.severity}
     return Alert(labels=labels, annotations=annotations, generator_url=run_url)
 

@@ -15,6 +15,8 @@ from regression_pipelines.kit.declaration import (
     RunContext,
     Stage,
 )
+from regression_pipelines.kit.run import run_area
+from regression_pipelines.kit.supervisor import NO_LEFTOVERS, RUN_COMPLETED, Supervisor
 
 __all__ = [
     "AREA_GROUP",
@@ -22,6 +24,10 @@ __all__ = [
     "Area",
     "AreaConfig",
     "AreaSkipped",
+    "NO_LEFTOVERS",
+    "RUN_COMPLETED",
+    "Supervisor",
+    "run_area",
     "STAGE_TAG",
     "RunContext",
     "Stage",

@@ -9,16 +9,46 @@ names, which reads badly on the command line).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
+
+
+def _known_nemesis(value: str) -> str:
+    from regression_pipelines.kit import nemeses  # the library is found at validation time, not at import
+
+    if value != nemeses.NONE and value not in nemeses.names():
+        raise ValueError(f"{value!r} is unknown; use one of none, {', '.join(nemeses.names())}")
+    return value
 
 
 class AreaConfig(pydantic.BaseModel):
-    """Base of every area's run config: immutable, and unknown settings are an error, not ignored."""
+    """Base of every area's run config: immutable, and unknown settings are an error, not ignored.
+
+    Every area also takes a nemesis from the kit's library (a fault injected from outside the area's code at a
+    seeded point of its workload) and the one destructive opt-in.
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    nemesis: Annotated[str, AfterValidator(_known_nemesis)] = Field(
+        default="none", description="A fault from the kit's nemesis library injected during the workload, or none"
+    )
+    nemesis_at_s: float | None = Field(
+        default=None, ge=0, le=600, description="Seconds into the workload the nemesis starts (default: seeded)"
+    )
+    nemesis_for_s: float = Field(default=2.0, gt=0, le=600, description="How long the nemesis acts before healing")
+    nemesis_seed: int = Field(default=0, description="Seed of the nemesis's start point when nemesis_at_s is unset")
+    nemesis_command: str = Field(
+        default="",
+        description="For services outside the lab: command per action, e.g. 'ssh {host} sudo fault {action} "
+        "{service}' ({action} is start/stop)",
+    )
+    allow_destructive: bool = Field(
+        default=False, description="Must be true for anything that kills, pauses, restarts or limits a service"
+    )
+    allow_list: list[str] = Field(default_factory=list, description="Non-lab hosts you own and allow faults on")
 
 
 def one_of(*choices: str) -> AfterValidator:

@@ -9,22 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from regression_pipelines.kit.config import AreaConfig
+from regression_pipelines.kit.supervisor import NO_LEFTOVERS, RUN_COMPLETED, AreaSkipped, Supervisor
 from regression_pipelines.measure import NO_OPERATION_ERRORS  # every area measures its errors; the kit checks it
 from regression_pipelines.results import ScenarioResult
 
+__all__ = ["AREA_GROUP", "STAGE_TAG", "Area", "AreaSkipped", "RunContext", "Stage", "Supervisor"]
+
 AREA_GROUP = "areas"
 STAGE_TAG = "regress/stage_of"  # on a stage's asset: the area it belongs to (the area is what gets judged)
-
-
-class AreaSkipped(Exception):  # noqa: N818 - it is an outcome, not an error
-    """Raised by an area's run when its system is not there to test (e.g. no Citus reachable).
-
-    The area is then recorded as skipped with this reason (never as passed), and the run goes on.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -35,6 +27,15 @@ class RunContext:
     resources: Mapping[str, Any]
     output_dir: Path
     log: Any = field(default_factory=lambda: logging.getLogger("regression_pipelines.area"))
+    # Set by `run_area`: the run's phases, partial figures, what it created (removed afterwards) and nemesis.
+    supervisor: Supervisor | None = None
+
+    @property
+    def sup(self) -> Supervisor:
+        """The run's supervisor; areas are run through `run_area`, which provides one."""
+        if self.supervisor is None:
+            raise RuntimeError("this RunContext has no supervisor: run the area with kit.run_area(area, config, ctx)")
+        return self.supervisor
 
     def resource(self, key: str) -> Any:
         try:
@@ -120,7 +121,7 @@ class Area:
     @property
     def checks(self) -> tuple[str, ...]:
         """Every invariant check of the area, the kit's own included."""
-        return (*self.invariants, NO_OPERATION_ERRORS)
+        return (*self.invariants, NO_OPERATION_ERRORS, RUN_COMPLETED, NO_LEFTOVERS)
 
     def stage_asset(self, stage: str) -> str:
         """The asset name of one of the area's stages: `<area>_<stage>`."""

@@ -1,9 +1,13 @@
 """The one place an `Area` becomes Dagster: asset, its stages' assets, invariant checks, performance check.
 
-A `multi_asset` with `can_subset=True`, so every check output is optional: a skipped area yields no check
-results (they show as not executed, never as passed), and the performance check can run on its own from the
-UI. An area's stages (kit.Stage) are more assets of the same op: one workload materializes them all, and the
-asset graph shows input -> area -> output with each check on the asset it judges. The performance verdict
+A `multi_asset` with `can_subset=True` and every asset skippable, so every output is optional: a skipped area
+(its system is not there, or it is destructive and not opted in) materializes nothing and yields no check
+results. That is Dagster's own way not to materialize: the asset keeps its last real materialization (or
+none), its checks show as skipped (the run finished without executing them), and an `AssetObservation`
+carries the reason onto the asset's event log, where the UI lists it next to materializations. A green
+"Materialized" with 0 figures would read as a pass. The performance check can run on its own from the UI.
+An area's stages (kit.Stage) are more assets of the same op: one workload materializes them all, and the asset
+graph shows input -> area -> output with each check on the asset it judges. The performance verdict
 is computed after the materialization is stored, from the same history the regression sensor reads
 (`evaluation.evaluate_asset`). Figures live in the Dagster instance only; the regression scorecard
 (regression_pipelines/reports) copies them into the DuckDB warehouse. No `from __future__ import annotations`
@@ -16,15 +20,24 @@ from typing import Any
 
 import dagster as dg
 import pydantic
+from dagster._core.errors import DagsterExecutionInterruptedError
 
-from regression_pipelines.errors import ResourceConfigError, UnsafeTargetError
 from regression_pipelines.kit.config import AreaConfig, describe_validation_error
 from regression_pipelines.kit.declaration import AREA_GROUP, STAGE_TAG, Area, AreaSkipped, RunContext
+from regression_pipelines.kit.run import run_area
+from regression_pipelines.kit.supervisor import UNUSABLE_ENVIRONMENT
 from regression_pipelines.perf_check import PERF_CHECK_NAME, perf_check_result, perf_check_spec
-from regression_pipelines.results import ScenarioResult, StageValue, skipped_metadata, to_metadata
+from regression_pipelines.results import (
+    ScenarioResult,
+    StageValue,
+    rounded,
+    settings_label,
+    skipped_metadata,
+    to_metadata,
+)
 
-# Errors that mean "this environment cannot be used at all": the asset fails with the message alone.
-UNUSABLE_ENVIRONMENT = (ResourceConfigError, UnsafeTargetError)
+# The orchestrator's own interrupt (run terminated) passes through the supervisor untouched.
+PASSTHROUGH = (DagsterExecutionInterruptedError,)
 
 
 def dagster_config(area: Area) -> type[dg.Config]:
@@ -58,12 +71,37 @@ def check_results(area: Area, result: ScenarioResult, selected: set[str]) -> lis
                 check_name=name,
                 passed=bool(inv and inv.passed),
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"detail": inv.detail, **dict(inv.facts)}
+                metadata={"detail": inv.detail, **_rounded_facts(inv.facts)}
                 if inv
                 else {"detail": "the scenario did not evaluate this invariant"},
             )
         )
     return results
+
+
+def _rounded_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: rounded(v) if isinstance(v, float) else v for k, v in facts.items()}
+
+
+def default_settings(area: Area, profile: str | None = None) -> dict[str, Any]:
+    """The area's settings as a run with no run config has them (what `settings_label` compares against):
+    the declared defaults as the model's validators resolve them (a profile fills the settings left unset, so
+    a quick run's `keys=100` is a default, not a setting that sets the run apart). For a run of another
+    `profile`, the other settings are compared with that profile's: a deep run reads `[profile=deep]`."""
+    declared = {name: field.get_default(call_default_factory=True) for name, field in area.config.model_fields.items()}
+    try:
+        defaults = _resolved(area, declared, {})
+        if profile is not None and profile != defaults.get("profile"):
+            of_profile = _resolved(area, declared, {"profile": profile})
+            defaults.update({name: value for name, value in of_profile.items() if name != "profile"})
+    except Exception:  # a setting without a default, an unknown profile: compare with the declared defaults
+        return declared
+    return defaults
+
+
+def _resolved(area: Area, declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    config = area.config(**given)
+    return {name: getattr(config, name, value) for name, value in declared.items()}
 
 
 def stage_metadata(values: Mapping[str, StageValue]) -> dict[str, Any]:
@@ -82,10 +120,12 @@ def stage_metadata(values: Mapping[str, StageValue]) -> dict[str, Any]:
 def materializations(area: Area, result: ScenarioResult, selected: set[dg.AssetKey]) -> list[dg.MaterializeResult]:
     """The selected assets of the area in lineage order (upstream stages, the area, downstream stages).
 
-    Every declared stage must be described by the run and nothing else: a mismatch is a bug in the area.
+    A run describes only declared stages (anything else is a bug in the area); a stage a crashed run did not
+    reach is recorded as not produced, with the reason, so its checks still have an asset to sit on.
     """
     declared = {area.stage_asset(stage.name): stage.name for stage in area.stages}
-    if set(result.stages) != set(declared.values()):
+    crashed = "crash_cause" in result.environment
+    if set(result.stages) - set(declared.values()) or (not crashed and set(result.stages) != set(declared.values())):
         raise ValueError(
             f"{area.name}: the run described stages {sorted(result.stages)}; declared: {sorted(declared.values())}"
         )
@@ -93,9 +133,26 @@ def materializations(area: Area, result: ScenarioResult, selected: set[dg.AssetK
     for name in area.asset_names:
         if dg.AssetKey(name) not in selected:
             continue
-        metadata = to_metadata(result) if name == area.name else stage_metadata(result.stages[declared[name]])
+        if name == area.name:
+            defaults = default_settings(area, result.comparable_on.get("profile"))
+            metadata = to_metadata(result, settings_label(result.comparable_on, defaults))
+        elif declared[name] in result.stages:
+            metadata = stage_metadata(result.stages[declared[name]])
+        else:
+            metadata = not_produced_metadata(result)
         out.append(dg.MaterializeResult(asset_key=name, metadata=metadata))
     return out
+
+
+def skip_observation(area: str, reason: str) -> dg.AssetObservation:
+    """The skip as Dagster records it: an observation with the reason, never a materialization."""
+    metadata = skipped_metadata(area, reason)
+    return dg.AssetObservation(asset_key=area, description=f"skipped: {reason}", metadata=metadata)
+
+
+def not_produced_metadata(result: ScenarioResult) -> dict[str, Any]:
+    reason = str(result.environment.get("crash_cause", "the run did not describe this stage"))
+    return {"regress/status": "not produced", "regress/reason": reason}
 
 
 def area_specs(area: Area) -> list[dg.AssetSpec]:
@@ -114,6 +171,7 @@ def area_specs(area: Area) -> list[dg.AssetSpec]:
             kinds=set(area.kinds),
             tags=tags,
             deps=[dg.AssetKey(area.stage_asset(s.name)) for s in area.stages if s.upstream],
+            skippable=True,  # a skipped area materializes nothing (see the module docstring)
         )
     ]
     for stage in area.stages:
@@ -171,11 +229,11 @@ def _materialize(context: dg.AssetExecutionContext, area: Area, selected: set[st
         log=context.log,
     )
     try:
-        result = area.run(settings, ctx)
+        result = run_area(area, settings, ctx, passthrough=PASSTHROUGH)
     except AreaSkipped as skip:
         context.log.warning(f"{area.name} skipped: {skip.reason}")
         if dg.AssetKey(area.name) in context.selected_asset_keys:
-            yield dg.MaterializeResult(asset_key=area.name, metadata=skipped_metadata(area.name, skip.reason))
+            yield skip_observation(area.name, skip.reason)
         return False
     except UNUSABLE_ENVIRONMENT as exc:
         raise dg.Failure(description=f"{area.name}: {exc}") from None

@@ -67,6 +67,47 @@ def kill_service(s: LabSettings, name: str, sig: int = signal.SIGKILL) -> list[i
     return killed
 
 
+def service_pids(s: LabSettings, name: str, processes: tuple[str, ...] = ()) -> dict[str, int]:
+    """The running lab-started PID of each process of the service (all, or those named), by process name."""
+    _require_lab_owned(s, name, "signal")
+    entries = read_state(s)["services"]
+    wanted = processes or services.get(name).processes(s)
+    return {p: int(entries[p]["pid"]) for p in wanted if service_alive(entries.get(p))}
+
+
+def stop_service(
+    s: LabSettings, name: str, sig: int | None = None, processes: tuple[str, ...] = (), timeout: float | None = None
+) -> list[int]:
+    """Stop the service's processes (all, or those named) with `sig` (default: its own stop signal, the way
+    `down` does) and wait until they are gone (SIGKILL after the timeout). Entries stay, so
+    `start_processes` or `restart_service` brings them back. Returns the PIDs signalled."""
+    _require_lab_owned(s, name, "stop")
+    svc = services.get(name)
+    entries = read_state(s)["services"]
+    stopped = []
+    for process in processes or svc.processes(s):
+        entry = entries[process]
+        if service_alive(entry):
+            wait = svc.stop_timeout if timeout is None else timeout
+            stop(entry["pid"], entry.get("start_time"), sig=svc.stop_signal if sig is None else sig, timeout=wait)
+            stopped.append(int(entry["pid"]))
+    return stopped
+
+
+def start_processes(
+    s: LabSettings, name: str, processes: tuple[str, ...] = (), timeout: float = 60.0
+) -> dict[str, int]:
+    """Start the service's processes that are not running (all, or those named) and wait until it is ready."""
+    _require_lab_owned(s, name, "start")
+    svc = services.get(name)
+    entries = read_state(s)["services"]
+    down = [p for p in processes or svc.processes(s) if not service_alive(entries.get(p))]
+    ensure_free([c for c in svc.port_claims(s) if c.service in down])
+    pids = {process: svc.start(s, process) for process in down}
+    wait_ready(s, svc, pids, timeout)
+    return pids
+
+
 def restart_service(s: LabSettings, name: str, timeout: float = 60.0) -> dict[str, int]:
     """Stop the service the way `down` does (if it runs), start it again and wait until it is ready.
 

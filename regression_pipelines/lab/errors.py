@@ -11,6 +11,10 @@ class PortConflictError(LabError):
     """A lab port is held by a process the lab did not start; nothing was started."""
 
 
+class PortLayoutError(LabError, ValueError):
+    """The lab's ports, as configured, clash with each other or with the default lab's; nothing was started."""
+
+
 class MissingBinaryError(LabError):
     """A server binary is not installed; the message names the Debian package."""
 

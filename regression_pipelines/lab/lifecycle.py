@@ -15,9 +15,10 @@ from typing import Any
 from regression_pipelines.lab.binaries import check_binaries
 from regression_pipelines.lab.errors import LabError
 from regression_pipelines.lab.ports import claims, ensure_free, env_var
-from regression_pipelines.lab.procs import is_alive, stop
+from regression_pipelines.lab.procs import describe_listener, is_alive, listener_pid, stop
 from regression_pipelines.lab.service import LabService, Outside
 from regression_pipelines.lab.services import all_services, dependents, owner_of, selected
+from regression_pipelines.lab.services import get as get_service
 from regression_pipelines.lab.settings import REPO_ROOT, LabSettings
 from regression_pipelines.lab.state import forget_service, read_state, record_service, service_alive, state_path
 
@@ -178,12 +179,20 @@ def up(
 # --- down ------------------------------------------------------------------------------------------------
 
 
-def _stop_waves() -> list[list[LabService]]:
+def _stop_waves(only: set[str] | None = None) -> list[list[LabService]]:
     """Services grouped so that each group's dependents are all in earlier groups (stopped first)."""
     level: dict[str, int] = {}
     for svc in reversed(all_services()):  # dependents come later in registry order: visit them first
         level[svc.name] = max((level[d.name] + 1 for d in dependents(svc.name)), default=0)
-    return [[svc for svc in all_services() if level[svc.name] == n] for n in range(max(level.values(), default=-1) + 1)]
+    waves = [
+        [svc for svc in all_services() if level[svc.name] == n] for n in range(max(level.values(), default=-1) + 1)
+    ]
+    return [[svc for svc in wave if only is None or svc.name in only] for wave in waves]
+
+
+def _owner_name(process: str, s: LabSettings) -> str | None:
+    owner = owner_of(process, s)
+    return owner.name if owner else None
 
 
 def _stop_one(s: LabSettings, process: str, pid: int, started: int | None, sig: int, timeout: float) -> str | None:
@@ -194,13 +203,38 @@ def _stop_one(s: LabSettings, process: str, pid: int, started: int | None, sig: 
     return f"{process} (pid {pid}) did not stop"
 
 
-def down(s: LabSettings, purge: bool = False, out: Callable[[str], None] = print) -> int:
-    """Stop what the lab started (never a reused server or the machine's own); 0 if everything stopped."""
+def with_dependents(names: list[str]) -> list[str]:
+    """These services and every service that needs them, directly or not (stopped with them, first)."""
+    chosen = {get_service(n).name for n in names}
+    grown = True
+    while grown:
+        more = {d.name for n in chosen for d in dependents(n)} - chosen
+        chosen |= more
+        grown = bool(more)
+    return [svc.name for svc in all_services() if svc.name in chosen]
+
+
+def down(
+    s: LabSettings, purge: bool = False, out: Callable[[str], None] = print, names: list[str] | None = None
+) -> int:
+    """Stop what the lab started (never a reused server or the machine's own); 0 if everything stopped.
+
+    `names`: only these services and those that depend on them (`down patroni` also stops HAProxy).
+    """
+    if names and purge:
+        raise LabError("--purge removes the whole lab folder: use it without naming services")
     t0 = time.monotonic()
+    only = set(with_dependents(names)) if names else None
+    if only is not None and len(only) > len(set(names or [])):
+        out(f"stopping {', '.join(sorted(only - set(names or [])))} too: they depend on {', '.join(names or [])}")
     state = read_state(s)["services"]
-    lab_started = {n: e for n, e in state.items() if e.get("started_by_lab") and e.get("pid")}
+    lab_started = {
+        n: e
+        for n, e in state.items()
+        if e.get("started_by_lab") and e.get("pid") and (only is None or _owner_name(n, s) in only)
+    }
     errors: list[str] = []
-    for wave in _stop_waves():
+    for wave in _stop_waves(only):
         jobs = [
             (p, lab_started[p]["pid"], lab_started[p].get("start_time"), svc.stop_signal, svc.stop_timeout)
             for svc in wave
@@ -212,11 +246,11 @@ def down(s: LabSettings, purge: bool = False, out: Callable[[str], None] = print
         for left in (left for svc in wave for left in svc.leftovers(s)):
             if not stop(left.pid, sig=left.stop_signal, timeout=15.0):
                 errors.append(f"{left.what} (pid {left.pid}) did not stop")
-    for name in [n for n in lab_started if owner_of(n, s) is None]:  # from a service since removed
+    for name in [n for n in lab_started if owner_of(n, s) is None and only is None]:  # a service since removed
         entry = lab_started[name]
         if err := _stop_one(s, name, entry["pid"], entry.get("start_time"), signal.SIGTERM, 15.0):
             errors.append(err)
-    if not errors:
+    if not errors and only is None:
         state_path(s).unlink(missing_ok=True)  # also forgets reused servers, which keep running
     for err in errors:
         out(f"error: {err}")
@@ -270,11 +304,11 @@ def _status_jobs(s: LabSettings, svc: LabService, state: dict[str, Any]) -> list
 
     def process_row(process: str) -> dict[str, Any]:
         entry = state.get(process)
-        if not entry:
-            return _row(process, {}, None, False, "not started", "-")
-        ok, detail = svc.healthy(s, process) if service_alive(entry) else (False, "process not running")
-        by = "lab" if entry.get("started_by_lab") else "other"
-        return _row(process, entry.get("ports", {}), entry.get("pid"), ok, detail, by)
+        if entry and service_alive(entry):
+            ok, detail = svc.healthy(s, process)
+            by = "lab" if entry.get("started_by_lab") else "other"
+            return _row(process, entry.get("ports", {}), entry.get("pid"), ok, detail, by)
+        return _not_ours_row(s, svc, process, entry)
 
     def summary_row() -> dict[str, Any] | None:
         summary = svc.summary(s)
@@ -283,6 +317,25 @@ def _status_jobs(s: LabSettings, svc: LabService, state: dict[str, Any]) -> list
     jobs: list[Callable[[], dict[str, Any] | None]] = [lambda p=p: process_row(p) for p in svc.processes(s)]
     started = any((state.get(p) or {}).get("pid") for p in svc.processes(s))
     return jobs + ([summary_row] if started else [])
+
+
+def _not_ours_row(s: LabSettings, svc: LabService, process: str, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """A process the lab does not run (never started, or gone): probe what actually listens on its ports.
+
+    A server restarted by hand is "serving, not started by the lab"; a port some other program holds is named
+    with that program, so nobody reads "process not running" while something answers there.
+    """
+    ports = {c.setting: c.port for c in svc.port_claims(s) if c.service == process}
+    held = {port: who for port in ports.values() if (who := describe_listener(port))}
+    if not held:
+        return _row(process, {}, None, False, "process not running" if entry else "not started", "-")
+    port, who = next(iter(held.items()))
+    pid = listener_pid(port)
+    ok, detail = svc.probe(s, process)
+    if ok:
+        return _row(process, ports, pid, True, f"serving, not started by the lab ({who}): {detail}", "other")
+    holders = "; ".join(f"port {p} held by another process ({w})" for p, w in held.items())
+    return _row(process, ports, pid, False, f"{holders}; it does not answer as {svc.name} ({detail})", "other")
 
 
 def status_rows(s: LabSettings) -> list[dict[str, Any]]:

@@ -10,25 +10,27 @@ from regression_pipelines.lab.binaries import INITDB, POSTGRES
 from regression_pipelines.lab.settings import LAB_HOST
 
 
-def initdb_once(data: Path) -> None:
-    """Initialise `data` unless it already holds a cluster (a half-made one is removed first)."""
+def initdb_once(data: Path, initdb: Path = INITDB.path) -> None:
+    """Initialise `data` unless it already holds a cluster (a half-made one is removed first).
+
+    `initdb` may be another install's (a private PostgreSQL tree with Citus in it)."""
     if (data / "PG_VERSION").exists():
         return
     shutil.rmtree(data, ignore_errors=True)
     subprocess.run(
         [
             "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-            str(INITDB.path), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-sync",
+            str(initdb), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-sync",
             "--auth-local=trust", "--auth-host=scram-sha-256",
         ],
         check=True, capture_output=True,
     )  # fmt: skip
 
 
-def postgres_argv(data: Path, port: int, socket_dir: Path, *settings: str) -> list[str]:
+def postgres_argv(data: Path, port: int, socket_dir: Path, *settings: str, postgres: Path = POSTGRES.path) -> list[str]:
     """The server command line: loopback only, scram passwords, small buffers, plus `settings` (name=value)."""
     base = [
         f"listen_addresses={LAB_HOST}", f"unix_socket_directories={socket_dir}",
         "password_encryption=scram-sha-256", "shared_buffers=32MB", *settings,
     ]  # fmt: skip
-    return [str(POSTGRES.path), "-D", str(data), "-p", str(port)] + [a for s in base for a in ("-c", s)]
+    return [str(postgres), "-D", str(data), "-p", str(port)] + [a for s in base for a in ("-c", s)]

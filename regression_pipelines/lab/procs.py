@@ -119,6 +119,47 @@ def stop(pid: int, started: int | None = None, *, sig: int = signal.SIGTERM, tim
     return False
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes of TCP listeners on `port` (any address, IPv4 or IPv6), from /proc/net/tcp{,6}."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    return inodes
+
+
+def listener_pid(port: int) -> int | None:
+    """The PID of a process listening on TCP `port`, or None (nobody, or not visible to this user)."""
+    inodes = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(proc.name)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return None
+
+
+def describe_listener(port: int) -> str:
+    """'pid 1234: postgres -D /var/lib/...' for whoever listens on `port`; '' when nobody (or unknown)."""
+    pid = listener_pid(port)
+    if pid is None:
+        return "pid unknown" if _listening_inodes(port) else ""
+    args = " ".join(" ".join(cmdline(pid)).split())[:120]  # one line, whatever the command line holds
+    return f"pid {pid}: {args}" if args else f"pid {pid}"
+
+
 def read_pidfile_pid(path: Path) -> int | None:
     """First line of a pid file (e.g. postmaster.pid) as an int, or None."""
     try:

@@ -41,6 +41,27 @@ class PortClaim:
 
 
 @dataclass(frozen=True)
+class AdminTool:
+    """The service's own admin tool aimed at the lab's instance: `regress lab ctl SERVICE -- ARGS` runs
+    `argv + ARGS` with `env` added (as `user`, when the tool must not run as root)."""
+
+    binary: Binary
+    argv: tuple[str, ...]  # the tool and the options that point it at the lab's instance
+    env: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+    default_args: tuple[str, ...] = ()  # when no ARGS are given (e.g. `status`)
+
+
+PSQL = Binary(Path("/usr/lib/postgresql/15/bin/psql"), "postgresql-client-15")
+
+
+def psql(port: int, user: str, password: str, dbname: str) -> AdminTool:
+    """psql on a lab PostgreSQL over TCP; the password travels in PGPASSWORD, never on the command line."""
+    argv = (str(PSQL.path), "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", dbname)
+    return AdminTool(PSQL, argv, (("PGPASSWORD", password),), default_args=("-c", "SELECT version()"))
+
+
+@dataclass(frozen=True)
 class Outside:
     """A server outside the lab that the user configured the lab to use instead of starting its own."""
 
@@ -122,6 +143,10 @@ class LabService(ABC):
 
     def endpoint(self, s: LabSettings) -> dict[str, Any] | None:
         """What clients need to reach it (`state.load_endpoints()[name]`), or None for internal services."""
+        return None
+
+    def admin_tool(self, s: LabSettings) -> AdminTool | None:
+        """Its own admin tool aimed at the lab's instance (`regress lab ctl`), or None when it has none."""
         return None
 
     def leftovers(self, s: LabSettings) -> list[Leftover]:

@@ -11,8 +11,14 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from regression_pipelines.matrix.citus_install import PINNED_VERSION as PINNED_CITUS_VERSION
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAB_HOST = "127.0.0.1"
+# `regress serve`'s processes listen at these plus the offset too (serve/topology.py), so the layout check
+# covers them: an offset of 1000 would put the webserver on the default lab's code server port.
+SERVE_WEBSERVER_BASE_PORT, SERVE_GRPC_BASE_PORT = 3000, 4000
+OFFSET_ENV = "REGRESS_LAB_PORT_OFFSET"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -78,11 +84,12 @@ class LabSettings:
     patroni_synchronous_mode: bool = False
     # Empty means http://127.0.0.1:<alertmanager_port + 1>/alerts (filled in by __post_init__).
     alertmanager_webhook_url: str = ""
-    # Citus (optional: started only when the citus extension is installed for PostgreSQL 15): coordinator, 2 workers.
+    # Citus (optional: started only when a build of citus_version is installed): coordinator, 2 workers.
     citus_ports: tuple[int, int, int] = (15436, 15437, 15438)
     citus_superuser_password: str = field(default="citus-lab-pw", repr=False)
-    # Where `lab up` looks for citus.control; point it elsewhere to run the lab as a machine without Citus.
-    citus_extension_dir: str = "/usr/share/postgresql/15/extension"
+    # The Citus release the lab runs, from its private install (`make citus`, matrix.citus_install); "system"
+    # runs the machine's own PostgreSQL 15 if Citus was `make install`ed into it.
+    citus_version: str = PINNED_CITUS_VERSION
 
     def __post_init__(self) -> None:
         if not self.alertmanager_webhook_url:
@@ -124,7 +131,7 @@ class LabSettings:
                 f"{RETIRED_REUSE_FLAG} is retired: the lab now starts its own RabbitMQ. To use an outside broker, "
                 f"set REGRESS_LAB_RABBITMQ_REUSE=127.0.0.1:5672 instead (and unset {RETIRED_REUSE_FLAG})"
             )
-        offset = _env_int("REGRESS_LAB_PORT_OFFSET", 0)
+        offset = _env_int(OFFSET_ENV, 0)
         base = cls()
         overrides: dict[str, object] = {}
         for f in fields(cls):
@@ -149,13 +156,17 @@ class LabSettings:
                     overrides[f.name] = tuple(p + offset for p in value)
             elif isinstance(value, str) and env_name in os.environ:
                 overrides[f.name] = os.environ[env_name]
-        return cls(**overrides)  # type: ignore[arg-type]
+        settings = cls(**overrides)  # type: ignore[arg-type]
+        from regression_pipelines.lab.ports import check_layout  # here: ports reads the service registry
+
+        check_layout(settings, offset)
+        return settings
 
 
 def lab_env_defaults(settings: LabSettings | None = None) -> dict[str, str]:
-    """Environment variables the resources read (via EnvVar), pointing at the lab unless already set.
-
-    The broker is the lab's own (rabbitmq_port), or the outside one rabbitmq_reuse names.
+    """The lab's facts as the REGRESS_* values the lab profile gives the resources (resources_config.py);
+    nothing writes them into the environment. The broker is the lab's own (rabbitmq_port), or the outside one
+    rabbitmq_reuse names.
     """
     s = settings or LabSettings.from_env()
     broker_host, broker_port = s.rabbitmq_reuse_address or (LAB_HOST, s.rabbitmq_port)

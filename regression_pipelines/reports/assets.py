@@ -92,7 +92,8 @@ def report_asset(areas: Sequence[Area]) -> dg.AssetsDefinition:
             since,
             _dagster_url(config),
         )
-        page = render(content, get_plotlyjs())
+        matrices = output_dir(context, config) / "matrix" / "index.html"  # written by `regress matrix`
+        page = render(content, get_plotlyjs(), [("Upgrade matrices", "matrix/index.html")] if matrices.exists() else [])
         path = output_dir(context, config) / REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
@@ -148,9 +149,22 @@ def reporting_assets(areas: Sequence[Area]) -> list[dg.AssetsDefinition]:
     return [scorecard_asset(areas), report_asset(areas), exports_asset()]
 
 
-def report_after_failed_run_sensor(monitored: Sequence[Any], report_job: Any) -> dg.SensorDefinition:
-    """When a regression run fails before its scorecard (a failed area step skips everything downstream),
-    run the reporting assets on their own so the scorecard shows the failure as `error`."""
+def _scorecard_materialized(instance: dg.DagsterInstance, run_id: str) -> bool:
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        event = entry.dagster_event
+        if event and event.asset_key == dg.AssetKey(SCORECARD):
+            return True
+    return False
+
+
+def report_after_run_sensors(monitored: Sequence[Any], report_job: Any) -> list[dg.SensorDefinition]:
+    """Keep the scorecard, report and exports current after a regression run that did not reach them:
+
+    - `report_after_failed_run`: the run failed before its scorecard (a failed area step skips everything
+      downstream), so the scorecard shows the failure as `error`;
+    - `report_after_skipped_run`: the run succeeded but every area it ran was skipped (Dagster skips a step whose
+      inputs all produced nothing), so the scorecard shows them as `skipped`.
+    """
 
     @dg.run_failure_sensor(
         name="report_after_failed_run",
@@ -162,10 +176,24 @@ def report_after_failed_run_sensor(monitored: Sequence[Any], report_job: Any) ->
     )
     def report_after_failed_run(context: dg.RunFailureSensorContext) -> Any:
         run_id = context.dagster_run.run_id
-        for entry in context.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-            event = entry.dagster_event
-            if event and event.asset_key == dg.AssetKey(SCORECARD):
-                return dg.SkipReason(f"run {run_id} materialized the scorecard before failing")
+        if _scorecard_materialized(context.instance, run_id):
+            return dg.SkipReason(f"run {run_id} materialized the scorecard before failing")
         return dg.RunRequest(run_key=f"after-{run_id}", tags={"regress/after_failed_run": run_id})
 
-    return report_after_failed_run
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="report_after_skipped_run",
+        monitored_jobs=list(monitored),
+        request_job=report_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Refreshes the scorecard, report and exports after a regression run whose areas were all "
+        "skipped (nothing measured, so Dagster skipped the reporting steps too).",
+    )
+    def report_after_skipped_run(context: dg.RunStatusSensorContext) -> Any:
+        run_id = context.dagster_run.run_id
+        if _scorecard_materialized(context.instance, run_id):
+            return dg.SkipReason(f"run {run_id} materialized the scorecard")
+        return dg.RunRequest(run_key=f"after-{run_id}", tags={"regress/after_skipped_run": run_id})
+
+    return [report_after_failed_run, report_after_skipped_run]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from regression_pipelines.reports.model import RegressedMetric
-from regression_pipelines.reports.series import BAND_Z, SeriesView
+from regression_pipelines.reports.series import BAND_Z, JUDGED_FROM_RUNS, MIN_BAND_RUNS, SeriesView
 
 RunIndex = Callable[[str], int]
 RED, GREEN, BLUE, GREY = "#c62828", "#2e7d32", "#1f5fbf", "#9e9e9e"
@@ -199,26 +199,42 @@ def trend_figure(view: SeriesView, run_index: RunIndex, regressed: RegressedMetr
                     "font": {"color": RED, "size": 10},
                 }
             )
+    if len(main.at_ms) < JUDGED_FROM_RUNS and view.judged:
+        annotations.append(_first_runs_note(len(main.at_ms)))
     return {
         "data": data,
         "layout": {
-            "title": {"text": _title(view, regressed), "x": 0, "xanchor": "left", "font": {"size": 14}},
-            "height": 300,
-            "margin": {"l": 64, "r": 16, "t": 52, "b": 36},
+            # The title sits in the top margin and the legend below the plot: a long legend (several settings)
+            # wraps downwards and pushes the bottom margin (plotly's automargin), never over the title.
+            "title": {"text": _title(view, regressed), "x": 0, "xanchor": "left", "xref": "paper", "y": 0.98,
+                      "yanchor": "top", "yref": "container", "font": {"size": 14}},
+            "height": 320 + 18 * len(view.others),
+            "margin": {"l": 64, "r": 16, "t": 44, "b": 40},
             "xaxis": _xaxis([*main.at_ms, *(t for trace in view.others for t in trace.at_ms)]),
             "yaxis": {"title": {"text": unit}, "zeroline": False},
-            "legend": {
-                "orientation": "h",
-                "y": 1.0,
-                "yanchor": "bottom",
-                "x": 1,
-                "xanchor": "right",
-                "font": {"size": 10},
-            },
+            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.16, "yanchor": "top",
+                       "font": {"size": 10}},
             "hovermode": "closest",
             "shapes": shapes,
             "annotations": annotations,
         },
+    }  # fmt: skip
+
+
+def _first_runs_note(runs: int) -> dict[str, Any]:
+    """What the chart will show once there is history: said on the chart while there is not."""
+    band = f"a baseline band from {MIN_BAND_RUNS} runs" if runs < MIN_BAND_RUNS else "the baseline band"
+    return {
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.02,
+        "yanchor": "bottom",
+        "showarrow": False,
+        "text": f"{runs} run(s) with these settings so far: each run adds a point; {band},<br>"
+        f"regressions judged from {JUDGED_FROM_RUNS} runs, change points marked as they appear",
+        "font": {"size": 11, "color": GREY},
+        "bgcolor": "rgba(255,255,255,0.8)",
     }
 
 

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from regression_pipelines.detection import MetricPolicy
 from regression_pipelines.reports.charts import invariant_strip, trend_figure
 from regression_pipelines.reports.model import AreaCard, Scorecard
-from regression_pipelines.reports.series import MetricHistory, build_view
+from regression_pipelines.reports.series import JUDGED_FROM_RUNS, MetricHistory, build_view
 
 PolicyOf = Callable[[str, str, str], MetricPolicy]  # (area, metric, direction) -> policy
 
@@ -33,6 +33,7 @@ class AreaSection:
     strip: Chart | None = None
     charts: list[Chart] = field(default_factory=list)
     unmeasured: list[str] = field(default_factory=list)  # metrics with no value in the window
+    first_runs: int | None = None  # runs so far, when too few for trends (what the charts will show is said)
 
 
 @dataclass
@@ -114,6 +115,12 @@ def _strip(area: str, runs: pa.Table, invariants: pa.Table, run_index: _RunIndex
     return Chart(chart_id(area, "invariants"), figure, len(names) * len(column))
 
 
+def _runs_so_far(runs: pa.Table, area: str) -> int:
+    """Measured runs of the area in the window (skips measured nothing)."""
+    mine = runs.filter(pc.and_(pc.equal(runs["area"], area), pc.equal(runs["status"], "measured")))
+    return mine.num_rows
+
+
 def build_content(
     scorecard: Scorecard,
     tables: Mapping[str, pa.Table],
@@ -151,5 +158,8 @@ def build_content(
                 continue
             figure = trend_figure(view, run_index, bad)
             section.charts.append(Chart(chart_id(area, metric), figure, view.points_shown))
+        runs_so_far = _runs_so_far(tables["runs"], card.area)
+        if 0 < runs_so_far < JUDGED_FROM_RUNS:
+            section.first_runs = runs_so_far
         sections.append(section)
     return ReportContent(scorecard, since_label, window_start, dagster_url.rstrip("/"), sections, runs)

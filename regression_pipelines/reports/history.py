@@ -20,6 +20,7 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from regression_pipelines.kit import Area
+from regression_pipelines.matrix.run import MATRIX_TAG
 from regression_pipelines.perf_check import PERF_CHECK_NAME
 from regression_pipelines.reports.tables import Batch
 from regression_pipelines.results import (
@@ -45,14 +46,7 @@ def materializations(
     instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None = None
 ) -> Iterator[dg.EventLogRecord]:
     """Every materialization of `key` after storage id `after`, oldest first."""
-    records_filter = dg.AssetRecordsFilter(asset_key=key, after_storage_id=after)
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor, ascending=True)
-        yield from page.records
-        if not page.has_more:
-            return
-        cursor = page.cursor
+    yield from _all_records(instance.fetch_materializations, key, after)
 
 
 def check_executions(
@@ -69,6 +63,68 @@ def check_executions(
         if len(page) < size or any(r.id in known for r in page):  # reached what an earlier sync copied
             return found
         cursor, size = page[-1].id, min(2 * size, PAGE)
+
+
+def skip_observations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None = None
+) -> Iterator[dg.EventLogRecord]:
+    """Every skip of `key` (an observation carrying the skip reason) after storage id `after`, oldest first."""
+    yield from (r for r in _all_records(instance.fetch_observations, key, after) if _skip_reason(r) is not None)
+
+
+def _all_records(fetch: Any, key: dg.AssetKey, after: int | None) -> Iterator[dg.EventLogRecord]:
+    """Every record `fetch` (an instance's fetch_materializations or fetch_observations) has for `key` after
+    storage id `after`, oldest first, a page at a time."""
+    records_filter = dg.AssetRecordsFilter(asset_key=key, after_storage_id=after)
+    cursor = None
+    while True:
+        page = fetch(records_filter, limit=PAGE, cursor=cursor, ascending=True)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
+def newest_skip(instance: dg.DagsterInstance, key: dg.AssetKey, look_at: int = 20) -> dg.EventLogRecord | None:
+    """The newest skip observation of `key` among its newest `look_at` observations (matrix runs' excluded)."""
+    page = instance.fetch_observations(key, limit=look_at, ascending=False)
+    return next((r for r in page.records if _skip_reason(r) is not None and not _from_matrix(instance, r)), None)
+
+
+def newest_materialization(
+    instance: dg.DagsterInstance, key: dg.AssetKey, look_at: int = 20
+) -> dg.EventLogRecord | None:
+    """The newest materialization of `key` by a regular run, among its newest `look_at`. A run `regress matrix`
+    recorded for one version (another library release, a setting set) is an experiment, not the area's state:
+    after a downgrade matrix the scorecard would otherwise show the area failing on the version it left."""
+    page = instance.fetch_materializations(key, limit=look_at, ascending=False)
+    return next((r for r in page.records if not _from_matrix(instance, r)), None)
+
+
+def _from_matrix(instance: dg.DagsterInstance, record: dg.EventLogRecord) -> bool:
+    run = instance.get_run_by_id(record.run_id) if record.run_id else None
+    return run is not None and MATRIX_TAG in run.tags
+
+
+def _skip_reason(record: dg.EventLogRecord) -> str | None:
+    observation = record.event_log_entry.asset_observation
+    return skip_reason_from_metadata(observation.metadata) if observation is not None else None
+
+
+def add_skip(batch: Batch, area: str, record: dg.EventLogRecord) -> None:
+    """A skipped run: a `runs` row with the reason, no metrics."""
+    batch.add(
+        "runs",
+        {
+            "storage_id": record.storage_id,
+            "area": area,
+            "run_id": record.run_id or "",
+            "recorded_at": utc(record.timestamp),
+            "status": "skipped",
+            "skip_reason": _skip_reason(record) or "skipped",
+            "baseline_key": "{}",
+        },
+    )
 
 
 def add_materialization(batch: Batch, area: str, record: dg.EventLogRecord) -> None:
@@ -162,6 +218,8 @@ def read_area(instance: dg.DagsterInstance, area: Area, after: int | None, known
     for record in materializations(instance, dg.AssetKey(area.name), after):
         add_materialization(batch, area.name, record)
         by_run[record.run_id or ""] = record.storage_id
+    for record in skip_observations(instance, dg.AssetKey(area.name), after):
+        add_skip(batch, area.name, record)
     for check in (*area.checks, PERF_CHECK_NAME):
         name = area.check_asset(check)
         for record in check_executions(instance, dg.AssetCheckKey(dg.AssetKey(name), check), known_checks):

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from regression_pipelines.results import Verdict
 
-class AreaStatus(StrEnum):
-    PASSED = "passed"  # every invariant held and no performance metric regressed
-    FAILED = "failed"  # an invariant failed in the newest run (regressions, if any, are listed too)
-    REGRESSED = "regressed"  # a performance metric regressed or breached its SLO
-    SKIPPED = "skipped"  # the area's system was not there to test: never counted as passed
-    ERROR = "error"  # the newest attempt failed before measuring anything (its figures would be stale)
-    NOT_RUN = "not_run"  # never materialized
+# An area's status on the scorecard is its newest verdict: the same words as `regress run` and the run tags.
+AreaStatus = Verdict
 
 
 @dataclass(frozen=True)
@@ -48,6 +43,7 @@ class AreaCard:
     error_run_id: str = ""
     runs_in_window: int = 0
     earlier_failure_share: float = 0.0  # share of the window's earlier runs that failed an invariant
+    cause: str = ""  # when the newest run crashed: its phase and root cause (the run_completed invariant)
 
 
 @dataclass(frozen=True)

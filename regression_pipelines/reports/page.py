@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 from regression_pipelines.reports import health
 from regression_pipelines.reports.content import AreaSection, ReportContent, chart_id
 from regression_pipelines.reports.model import AreaCard, AreaStatus, RegressedMetric
-from regression_pipelines.reports.series import BAND_Z
+from regression_pipelines.reports.series import BAND_Z, JUDGED_FROM_RUNS, MIN_BAND_RUNS
 
 STATUS_COLORS = {
     AreaStatus.PASSED: "#2e7d32",
@@ -37,6 +38,8 @@ table.summary{border-collapse:collapse;width:100%;font-size:13px}
 .muted{color:#777} .chart{min-height:120px;min-width:0}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:6px 14px}
 .why{font-size:12px;color:#555;margin:4px 0 0}
+.first-runs{font-size:13px;color:#444;background:#f3f6fb;border-left:3px solid #1f5fbf;padding:6px 10px}
+li.failed{color:#c62828}
 ul.items{margin:0;padding-left:16px} a{color:#1f5fbf}
 footer{margin-top:32px;font-size:12px;color:#555;border-top:1px solid #ddd;padding-top:8px}
 """
@@ -122,13 +125,19 @@ def _summary_row(base: str, card: AreaCard) -> str:
         if card.at
         else "never"
     )
-    regressions = "".join(_regression(base, card.area, r) for r in card.regressions)
+    regressions = _failed_count(card) + "".join(_regression(base, card.area, r) for r in card.regressions)
     notes = []
+    if card.cause:
+        notes.append(f"<li>crashed: {_e(card.cause)}</li>")
     if card.skip_reason:
         notes.append(f"<li>skipped: {_e(card.skip_reason)}</li>")
     if card.error:
         notes.append(f"<li>error in run {_run_link(base, card.error_run_id, card.area)}: {_e(card.error)}</li>")
-    notes += [f"<li><b>{_e(name)}</b>: {_e(detail)}</li>" for name, detail in card.failed_invariants.items()]
+    notes += [
+        f"<li><b>{_e(name)}</b>: {_e(detail)}</li>"
+        for name, detail in card.failed_invariants.items()
+        if not (card.cause and detail == card.cause)
+    ]
     flaky = (
         f"{card.earlier_failure_share:.0%} of earlier runs failed an invariant" if card.earlier_failure_share else ""
     )
@@ -141,6 +150,14 @@ def _summary_row(base: str, card: AreaCard) -> str:
     )
 
 
+def _failed_count(card: AreaCard) -> str:
+    """The failed invariants head the 'what regressed' list: a broken promise outranks a slowdown."""
+    failed = list(card.failed_invariants)
+    if not failed:
+        return ""
+    return f'<li class="failed"><b>{len(failed)} invariant(s) failed</b>: {_e(", ".join(failed))}</li>'
+
+
 def _section(section: AreaSection) -> str:
     card = section.card
     parts = [
@@ -151,6 +168,13 @@ def _section(section: AreaSection) -> str:
         parts.append(f'<p class="why">{_e(section.description)}</p>')
     if card.status is AreaStatus.SKIPPED:
         parts.append(f"<p><b>Skipped</b> in its newest run: {_e(card.skip_reason)}</p>")
+    if section.first_runs is not None:
+        parts.append(
+            f'<p class="first-runs">{section.first_runs} run(s) recorded so far. Each run adds a point to every '
+            f"chart below; with {MIN_BAND_RUNS} runs of the same settings a baseline band appears, from "
+            f"{JUDGED_FROM_RUNS} runs each performance metric is judged (regressions and the first bad run are "
+            "marked), and the strip shows each invariant's pass/fail per run.</p>"
+        )
     if section.strip:
         parts.append(f'<div class="chart" id="{section.strip.id}"></div>')
     if section.charts:
@@ -179,8 +203,10 @@ def _footer() -> str:
     )
 
 
-def render(content: ReportContent, plotly_js: str) -> str:
+def render(content: ReportContent, plotly_js: str, links: Sequence[tuple[str, str]] = ()) -> str:
+    """The page; `links` (text, relative href) join the header line, e.g. the upgrade matrices' pages."""
     card = content.scorecard
+    extra = "".join(f' · <a href="{_e(href)}">{_e(text)}</a>' for text, href in links)
     tally: dict[str, int] = {}
     for c in card.cards:
         tally[c.status.value] = tally.get(c.status.value, 0) + 1
@@ -200,9 +226,10 @@ def render(content: ReportContent, plotly_js: str) -> str:
 <h1>Regression report</h1>
 <div class="meta">Generated {_e(_time(card.generated_at))} · window: {_e(content.since_label)} (since
 {_e(_time(content.window_start.timestamp()))}) · {len(card.cards)} area(s): {_e(counts)} ·
-<a href="{_e(content.dagster_url)}">Dagster</a></div>
-<table class="summary" id="summary"><thead><tr><th>Area</th><th>Status</th><th>Health</th><th>Newest run</th>
-<th>What regressed (change, since when)</th><th>Failed invariants / why</th><th>Runs in window</th></tr></thead>
+<a href="{_e(content.dagster_url)}">Dagster</a>{extra}</div>
+<table class="summary" id="summary"><thead><tr><th>Area</th><th>Verdict</th><th>Health</th><th>Newest run</th>
+<th>What failed or regressed (change, since when)</th><th>Why (failed invariants, skip, crash)</th>
+<th>Runs in window</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

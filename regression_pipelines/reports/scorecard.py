@@ -8,8 +8,9 @@ would be stale). Only performance metrics can be regressions. No `from __future_
 Dagster inspects the context and config annotations.
 """
 
+import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,20 +21,24 @@ from pydantic import Field
 from regression_pipelines.errors import mask_secrets
 from regression_pipelines.evaluation import evaluate_asset
 from regression_pipelines.kit import Area
+from regression_pipelines.kit.supervisor import RUN_COMPLETED
 from regression_pipelines.reports import tables
 from regression_pipelines.reports.health import area_status, health_score
-from regression_pipelines.reports.history import COMPLETED, read_area, utc
+from regression_pipelines.reports.history import COMPLETED, newest_materialization, newest_skip, read_area, utc
 from regression_pipelines.reports.markdown import scorecard_markdown
 from regression_pipelines.reports.model import AreaCard, RegressedMetric, Scorecard
 from regression_pipelines.reports.names import REPORT_GROUP, SCORECARD, WAREHOUSE
 from regression_pipelines.reports.window import parse_since, window_start
 from regression_pipelines.results import (
     MetricKind,
+    Verdict,
     invariants_from_metadata,
+    overall_verdict,
     skip_reason_from_metadata,
 )
 
 SCORECARD_METADATA_KEY = "scorecard_json"
+VERDICT_TAG = "regress/verdict"
 FAILED_RUNS_LOOKED_AT = 20
 
 
@@ -111,6 +116,12 @@ def newest_invariants(
     return found
 
 
+def crash_cause(invariants: dict[str, tuple[bool, str]]) -> str:
+    """The phase and root cause when the newest run crashed (its run_completed invariant failed), else ''."""
+    passed, detail = invariants.get(RUN_COMPLETED, (True, ""))
+    return "" if passed else detail
+
+
 def _regressions(instance: dg.DagsterInstance, area: Area) -> list[RegressedMetric]:
     evaluation = evaluate_asset(instance, area.name, policies=dict(area.policies))
     if evaluation is None:
@@ -140,17 +151,21 @@ def _regressions(instance: dg.DagsterInstance, area: Area) -> list[RegressedMetr
 
 def area_card(instance: dg.DagsterInstance, area: Area, conn: duckdb.DuckDBPyConnection, since: datetime) -> AreaCard:
     key = dg.AssetKey(area.name)
-    records = instance.fetch_materializations(key, limit=1).records
-    record = records[0] if records else None
-    failure = failed_attempt(instance, area.name, record.timestamp if record else None)
+    record = newest_materialization(instance, key)
+    skip_record = newest_skip(instance, key)
+    if skip_record is not None and record is not None and record.storage_id > skip_record.storage_id:
+        skip_record = None  # measured since it was last skipped
     metadata = record.asset_materialization.metadata if record and record.asset_materialization else {}
-    skip = skip_reason_from_metadata(metadata) if record else None
+    skip = skip_reason_from_metadata(skip_record.event_log_entry.asset_observation.metadata) if skip_record else None
+    skip = skip or (skip_reason_from_metadata(metadata) if record else None)  # a skip stored before 2026-12
+    newest = skip_record or record
+    failure = failed_attempt(instance, area.name, newest.timestamp if newest else None)
     invariants = newest_invariants(instance, area, record) if record and not skip else {}
     failed = {name: detail for name, (passed, detail) in sorted(invariants.items()) if not passed}
     regressions = _regressions(instance, area) if record and not skip else []
     runs, share = tables.window_failure_share(conn, area.name, since, record.storage_id) if record else (0, 0.0)
     status = area_status(
-        materialized=record is not None,
+        materialized=newest is not None,
         errored=failure is not None,
         skipped=skip is not None,
         failed=len(failed),
@@ -160,8 +175,8 @@ def area_card(instance: dg.DagsterInstance, area: Area, conn: duckdb.DuckDBPyCon
         area=area.name,
         status=status,
         health=health_score(status, len(failed), [r.severity for r in regressions], share),
-        run_id=record.run_id if record else "",
-        at=record.timestamp if record else None,
+        run_id=newest.run_id if newest else "",
+        at=newest.timestamp if newest else None,
         regressions=tuple(regressions),
         failed_invariants=failed,
         skip_reason=skip or "",
@@ -169,6 +184,7 @@ def area_card(instance: dg.DagsterInstance, area: Area, conn: duckdb.DuckDBPyCon
         error_run_id=failure[0] if failure else "",
         runs_in_window=runs,
         earlier_failure_share=round(share, 4),
+        cause=crash_cause(invariants),
     )
 
 
@@ -206,20 +222,28 @@ def _metadata(scorecard: Scorecard, added: dict[str, int], path: str, seconds: f
     return metadata
 
 
+SCORECARD_OP = "judge_areas"  # the op of the graph-backed scorecard (step key regression_scorecard.judge_areas)
+
+
 def scorecard_asset(areas: Sequence[Area]) -> dg.AssetsDefinition:
-    """The scorecard of exactly these areas (the discovered ones in the code location)."""
+    """The scorecard of exactly these areas (the discovered ones in the code location).
+
+    Graph-backed, for one reason: its op takes every area as ONE fan-in input, and Dagster skips a step only
+    when all sources of a fan-in input produced nothing. A skipped area materializes nothing (kit/factory.py);
+    with one input per area (a plain `@asset(deps=...)`), one skipped area would skip the scorecard, report and
+    exports of the whole run. Run config keeps the plain asset's shape through the config mapping:
+    `ops: {regression_scorecard: {config: {since: 24h}}}`.
+    """
     area_list = list(areas)
 
-    @dg.asset(
-        name=SCORECARD,
-        group_name=REPORT_GROUP,
-        deps=[dg.AssetKey(area.name) for area in area_list],
+    @dg.op(
+        name=SCORECARD_OP,
+        ins={"areas": dg.In(dg.Nothing)},
+        out=dg.Out(dg.Nothing),
         required_resource_keys={WAREHOUSE},
-        kinds={"duckdb"},
-        description="Every area's status, regressions (change, first bad run) and 0-100 health, from the "
-        "Dagster instance; also copies runs, metrics, invariants and verdicts into the DuckDB warehouse.",
+        description="Judges every area from the instance and syncs the warehouse.",
     )
-    def regression_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfig) -> dg.MaterializeResult:
+    def judge_areas(context: dg.OpExecutionContext, config: ScorecardConfig) -> Iterator[dg.Output]:
         checked_since(config.since)
         started = time.perf_counter()
         warehouse = getattr(context.resources, WAREHOUSE)
@@ -228,6 +252,43 @@ def scorecard_asset(areas: Sequence[Area]) -> dg.AssetsDefinition:
             scorecard = build_scorecard(context.instance, area_list, conn, config.since)
         for card in scorecard.cards:
             context.log.info(f"{card.area}: {card.status.value}, health {card.health}")
-        return dg.MaterializeResult(metadata=_metadata(scorecard, added, warehouse.path, time.perf_counter() - started))
+        tag_run_verdict(context, scorecard)
+        metadata = _metadata(scorecard, added, warehouse.path, time.perf_counter() - started)
+        yield dg.Output(None, metadata=metadata)
 
-    return regression_scorecard
+    ins = {_input_name(a.name): dg.AssetIn(key=dg.AssetKey(a.name), dagster_type=dg.Nothing) for a in area_list}
+
+    def compose(**upstream: Any) -> Any:
+        return judge_areas(areas=list(upstream.values())) if upstream else judge_areas()
+
+    # Dagster maps `ins` to the compose function's named parameters: give it one per area.
+    compose.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in ins]
+    )
+    return dg.graph_asset(
+        compose,
+        name=SCORECARD,
+        ins=ins,
+        config=dg.ConfigMapping(
+            config_fn=lambda config: {SCORECARD_OP: {"config": dict(config)}},
+            config_schema=ScorecardConfig.to_fields_dict(),
+        ),
+        group_name=REPORT_GROUP,
+        kinds={"duckdb"},
+        description="Every area's verdict, regressions (change, first bad run) and 0-100 health, from the "
+        "Dagster instance; also copies runs, metrics, invariants and verdicts into the DuckDB warehouse.",
+    )
+
+
+def _input_name(area: str) -> str:
+    return f"area_{area}"
+
+
+def tag_run_verdict(context: dg.OpExecutionContext, scorecard: Scorecard) -> None:
+    """Tag the run with the verdict of the areas it ran (`regress/verdict`), so the Runs page shows the verdict
+    next to the run's own status (Success means Dagster finished the run, not that every invariant held)."""
+    ran = {card.area: card.status for card in scorecard.cards if card.run_id == context.run_id}
+    if not ran:
+        return
+    verdict = overall_verdict([Verdict(status.value) for status in ran.values()])
+    context.instance.add_run_tags(context.run_id, {VERDICT_TAG: verdict.value})

@@ -11,6 +11,7 @@ point (with the run before it) and the first bad run are always kept.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from regression_pipelines.detection import MetricPolicy, find_change_points
-from regression_pipelines.detection.online import FAST_Z
+from regression_pipelines.detection.online import FAST_Z, MIN_BASELINE
 from regression_pipelines.detection.robust import clean_location_scale, floor_scale
 from regression_pipelines.results import MetricKind
 
@@ -27,6 +28,7 @@ RECENT = 200
 MAX_OTHER_POINTS = 150
 BAND_Z = FAST_Z  # two runs in a row beyond this many robust sigmas is the detector's fast rule
 MIN_BAND_RUNS = 3  # fewer runs say nothing about a spread
+JUDGED_FROM_RUNS = MIN_BASELINE + 2  # the online verdict's minimum history (detection/online.py)
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,26 @@ def _bands(at: NDArray[np.int64], x: NDArray[np.float64], cuts: list[int]) -> li
     return bands
 
 
-def _settings_label(key: str) -> str:
-    return "other settings" if key in ("", "{}") else f"settings {key}"
+def settings_difference(key: str, reference: str) -> str:
+    """What a run's settings (`baseline_key`) change against the reference ones: `fault=no_ttl, readers=8`.
+
+    A legend shows this instead of the whole settings JSON: short, and it says why the runs are apart.
+    """
+    try:
+        mine, ref = json.loads(key or "{}"), json.loads(reference or "{}")
+    except ValueError:
+        return key
+    changed = [f"{name}={_text(mine[name])}" for name in sorted(mine) if mine[name] != ref.get(name)]
+    changed += [f"no {name}" for name in sorted(ref) if name not in mine]
+    return ", ".join(changed) or "same settings"
+
+
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _settings_label(key: str, latest_key: str) -> str:
+    return f"other settings: {settings_difference(key, latest_key)}"
 
 
 def build_view(
@@ -168,7 +188,7 @@ def build_view(
     return SeriesView(
         history=history,
         main=Trace(
-            label="runs" if not others else "runs, newest settings",
+            label="runs" if not others else "runs with the newest settings",
             at_ms=[int(at[i]) for i in shown],
             values=[float(x[i]) for i in shown],
             run_ids=[runs[i] for i in shown],
@@ -199,7 +219,7 @@ def _other_traces(history: MetricHistory, measured: list[int], latest_key: str, 
         kept = idx[::step]
         traces.append(
             Trace(
-                label=_settings_label(key),
+                label=_settings_label(key, latest_key),
                 at_ms=[int(history.at_ms[i]) for i in kept],
                 values=[float(history.values[i]) for i in kept],  # type: ignore[arg-type]
                 run_ids=[history.run_ids[i] for i in kept],

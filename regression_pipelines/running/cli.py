@@ -1,10 +1,19 @@
-"""`regress run`: launch area assets through Dagster, print figures, exit non-zero on a failed invariant."""
+"""`regress run`: launch area assets through Dagster, print figures, exit non-zero on a failed invariant.
+
+Exit codes: 0 the verdict is passed (or only skipped areas); 1 the verdict is failed or error (an invariant
+failed, an area could not run) or Dagster's run status is not SUCCESS, or with --fail-on-regression a metric
+regressed; 2 bad arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from regression_pipelines.running.summary import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,9 +63,9 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     log_level = "DEBUG" if args.verbose else "WARNING"
     with dg.DagsterInstance.get() as instance:
-        result, outcomes = run_areas(defs, instance, areas, run_config, log_level)
+        result, outcomes = run_areas(defs, instance, areas, run_config, log_level, destructive)
         attach_verdicts(defs, instance, outcomes)
-        summary = summarise(result, outcomes, str(home))
+        summary = summarise(instance, result, outcomes, str(home))
         report = current_report(defs, instance, result, log_level)
     summary.report_path = report.html if report else ""
     out_dir = home / "runs"
@@ -73,12 +82,16 @@ def run_command(args: argparse.Namespace) -> int:
         if skipped:
             print(f"\nnot run (destructive, name them with --areas and opt in): {', '.join(skipped)}")
         print(f"\nresults: {summary.json_path}")
-        print(
-            f"dagster: run {summary.run_id} is in DAGSTER_HOME={home}; browse it with `dagster dev -w workspace.yaml`"
-        )
+        print(f"dagster: run {summary.run_id} is in DAGSTER_HOME={home}; browse it with `make dev`")
         print(f"report: {summary.report_path or 'not written (see the run in Dagster)'}")
-    if not summary.success:
+    return exit_code(summary, args.fail_on_regression)
+
+
+def exit_code(summary: RunSummary, fail_on_regression: bool) -> int:
+    from regression_pipelines.results import Verdict
+
+    if summary.run_status != "SUCCESS" or summary.verdict in (Verdict.FAILED, Verdict.ERROR):
         return EXIT_FAILED
-    if args.fail_on_regression and any(o.regressed for o in summary.outcomes):
+    if fail_on_regression and summary.verdict is Verdict.REGRESSED:
         return EXIT_FAILED
     return EXIT_OK

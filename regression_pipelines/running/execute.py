@@ -1,13 +1,18 @@
-"""Run selected area assets, then the scorecard, report and exports, through the `full_regression` job on the
-DAGSTER_HOME instance."""
+"""Run selected area assets, then the scorecard, report and exports, through Dagster on the DAGSTER_HOME instance.
+
+The job is the one a person would launch for the same areas: `full_regression` when none is destructive,
+`destructive_regression` when all are, else Dagster's implicit asset job (what the UI's "Materialize
+selected" uses), so the run shows up in the UI under a job that holds its areas.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from regression_pipelines.jobs import DESTRUCTIVE_JOB, FULL_JOB
 from regression_pipelines.kit.declaration import STAGE_TAG
 from regression_pipelines.perf_check import PERF_CHECK_NAME
 from regression_pipelines.reports.launch import REPORTING_KEYS, ReportOutputs, materialize_reports, report_outputs
@@ -32,7 +37,7 @@ def attach_verdicts(defs: dg.Definitions, instance: dg.DagsterInstance, outcomes
         evaluation = evaluate_asset(instance, outcome.area, policies=policies_for(graph, outcome.area))
         if evaluation is None:
             continue
-        outcome.verdicts = [
+        outcome.vs_baseline = [
             {
                 "metric": mv.metric.name,
                 "status": "regression" if mv.regressed else mv.verdict.status,
@@ -46,6 +51,7 @@ def attach_verdicts(defs: dg.Definitions, instance: dg.DagsterInstance, outcomes
                 "history_runs": mv.history_n,
                 "first_bad_run": mv.first_bad.label if mv.first_bad else None,
                 "summary": mv.describe(),
+                "host_context": mv.host.as_dict() if mv.host else None,
             }
             for mv in evaluation.metrics
         ]
@@ -57,8 +63,10 @@ def run_areas(
     areas: list[str],
     run_config: Mapping[str, Any],
     log_level: str = "WARNING",
+    destructive: Sequence[str] = (),
+    tags: Mapping[str, str] | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, list[AreaOutcome]]:
-    job = defs.resolve_job_def("full_regression")
+    job = job_for(defs, areas, destructive)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **run_config}
     stages = stage_owners(defs.resolve_asset_graph())
     area_keys = [dg.AssetKey.from_user_string(a) for a in areas]
@@ -67,9 +75,19 @@ def run_areas(
         instance=instance,
         asset_selection=[*area_keys, *(key for key, area in stages.items() if area in areas), *REPORTING_KEYS],
         raise_on_error=False,
-        tags={"regress/launched_by": "regress run"},
+        tags={"regress/launched_by": "regress run", **(tags or {})},
     )
     return result, _outcomes(result, areas, stages)
+
+
+def job_for(defs: dg.Definitions, areas: Sequence[str], destructive: Sequence[str]) -> dg.JobDefinition:
+    """The job that holds exactly these kinds of areas (see the module docstring)."""
+    named = set(areas) & set(destructive)
+    if not named:
+        return defs.resolve_job_def(FULL_JOB)
+    if named == set(areas):
+        return defs.resolve_job_def(DESTRUCTIVE_JOB)
+    return defs.resolve_implicit_global_asset_job_def()
 
 
 def stage_owners(graph: Any) -> dict[dg.AssetKey, str]:
@@ -92,10 +110,16 @@ def _outcomes(
         outcome = outcomes.get(materialization.asset_key.to_user_string())
         if outcome is None:
             continue  # a stage (its figures are not the area's), the scorecard, report or exports
-        outcome.skipped = skip_reason_from_metadata(materialization.metadata) or ""
+        outcome.skipped = skip_reason_from_metadata(materialization.metadata) or ""  # a skip stored before 2026-12
         outcome.metrics = metrics_from_metadata(materialization.metadata)
         stored = {inv.name: inv for inv in invariants_from_metadata(materialization.metadata)}
         outcome.invariants = list(stored.values())
+    for event in result.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        outcome = outcomes.get(observation.asset_key.to_user_string())
+        reason = skip_reason_from_metadata(observation.metadata)
+        if outcome is not None and reason:
+            outcome.skipped = reason
     for evaluation in result.get_asset_check_evaluations():
         outcome = outcomes.get(stages.get(evaluation.asset_key) or evaluation.asset_key.to_user_string())
         if evaluation.check_name == PERF_CHECK_NAME:
@@ -109,11 +133,30 @@ def _outcomes(
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             failure = event.step_failure_data
-            message = failure.error.message.strip() if failure and failure.error else "step failed"
+            message = root_cause_text(failure.error) if failure and failure.error else "step failed"
             for area in areas:
                 if event.step_key and event.step_key.endswith(area.replace("/", "__")) and not outcomes[area].metrics:
-                    outcomes[area].error = message.splitlines()[0] if message else "step failed"
+                    outcomes[area].error = message
     return list(outcomes.values())
+
+
+def root_cause_text(error: Any) -> str:
+    """The innermost error of a Dagster error chain (`cause`, then `context`), never the step wrapper alone.
+
+    `DagsterExecutionStepExecutionError: Error occurred while executing op "x"` says nothing; what it wraps does.
+    """
+    chain = [error]
+    while len(chain) < 20:
+        nxt = getattr(chain[-1], "cause", None) or getattr(chain[-1], "context", None)
+        if nxt is None:
+            break
+        chain.append(nxt)
+    innermost = chain[-1]
+    text = (innermost.message or "").strip().splitlines()
+    first = text[0] if text else (innermost.cls_name or "step failed")
+    if len(chain) > 1 and chain[0].cls_name and chain[0].cls_name != innermost.cls_name:
+        first += f" (raised as {chain[0].cls_name})"
+    return first
 
 
 def current_report(
@@ -128,6 +171,12 @@ def current_report(
     return outputs
 
 
-def summarise(result: dg.ExecuteInProcessResult, outcomes: list[AreaOutcome], dagster_home: str) -> RunSummary:
-    success = result.success and all(o.invariants_passed for o in outcomes)
-    return RunSummary(run_id=result.run_id, success=success, outcomes=outcomes, dagster_home=dagster_home)
+def summarise(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, outcomes: list[AreaOutcome], dagster_home: str
+) -> RunSummary:
+    """The run's status as Dagster stored it (the word the UI shows) and the areas' outcomes."""
+    run = instance.get_run_by_id(result.run_id)
+    status = run.status.value if run is not None else ("SUCCESS" if result.success else "FAILURE")
+    return RunSummary(
+        run_id=result.run_id, run_status=status, outcomes=outcomes, dagster_home=dagster_home, job=result.job_def.name
+    )

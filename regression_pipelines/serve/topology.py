@@ -11,7 +11,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regression_pipelines.lab.settings import LAB_HOST, REPO_ROOT, LabSettings, _env_int
+from regression_pipelines.lab.settings import (
+    LAB_HOST,
+    REPO_ROOT,
+    SERVE_GRPC_BASE_PORT,
+    SERVE_WEBSERVER_BASE_PORT,
+    LabSettings,
+    _env_int,
+)
 
 LOCATION_NAME = "regression_pipelines"
 CODE_MODULE = "regression_pipelines.definitions"
@@ -32,8 +39,8 @@ class ServeSettings:
     def from_env(cls) -> ServeSettings:
         offset = _env_int("REGRESS_LAB_PORT_OFFSET", 0)
         return cls(
-            webserver_port=_env_int("REGRESS_SERVE_WEBSERVER_PORT", 3000 + offset),
-            grpc_port=_env_int("REGRESS_SERVE_GRPC_PORT", 4000 + offset),
+            webserver_port=_env_int("REGRESS_SERVE_WEBSERVER_PORT", SERVE_WEBSERVER_BASE_PORT + offset),
+            grpc_port=_env_int("REGRESS_SERVE_GRPC_PORT", SERVE_GRPC_BASE_PORT + offset),
         )
 
     @property

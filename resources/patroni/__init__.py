@@ -1,12 +1,14 @@
-"""A Patroni cluster behind HAProxy (the lab's by default) as a Dagster resource, plus its plain client.
+"""A Patroni cluster behind HAProxy as a Dagster resource, plus its plain client.
 
 Holds endpoints and credentials only; scenarios get a plain `ClusterTarget` (client.py) from `target()` and
 read the cluster through view.py, so they stay free of Dagster. `target()` refuses non-loopback hosts unless
 allow-listed, and `checked_target()` also proves that the REST API answers before anything else is attempted.
-Defaults are the lab's default ports; the code location passes the running lab's (resources_config.py).
+Defaults are Patroni's and HAProxy's usual ports; the lab profile passes the lab's (resources_config.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -25,12 +27,10 @@ class PatroniResource(ConfigurableResource):
         default="127.0.0.1", description="Host of every member and HAProxy (loopback unless allow-listed)"
     )
     member_names: list[str] = Field(default_factory=lambda: ["pg0", "pg1", "pg2"], description="Patroni member names")
-    rest_ports: list[int] = Field(
-        default_factory=lambda: [18008, 18009, 18010], description="Patroni REST port per member"
-    )
-    pg_ports: list[int] = Field(default_factory=lambda: [15433, 15434, 15435], description="PostgreSQL port per member")
-    haproxy_rw_port: int = Field(default=15000, description="HAProxy read-write port (-> /primary)")
-    haproxy_ro_port: int = Field(default=15001, description="HAProxy read-only port (-> /replica)")
+    rest_ports: list[int] = Field(default_factory=lambda: [8008] * 3, description="Patroni REST port per member")
+    pg_ports: list[int] = Field(default_factory=lambda: [5432] * 3, description="PostgreSQL port per member")
+    haproxy_rw_port: int = Field(default=5000, description="HAProxy read-write port (-> /primary)")
+    haproxy_ro_port: int = Field(default=5001, description="HAProxy read-only port (-> /replica)")
     user: str = Field(default="postgres", description="SQL role used for probes and the write ledger")
     password: str = Field(default="", description="Its password; pass it with EnvVar('REGRESS_PATRONI_PASSWORD')")
     dbname: str = Field(default="postgres", description="Database for probes and the write ledger")
@@ -81,3 +81,20 @@ class PatroniResource(ConfigurableResource):
                 self.rest_password,
             )
         return target
+
+    def nemesis_endpoint(self) -> dict[str, Any]:
+        """The cluster as the kit's nemeses see it (no secrets): HAProxy's rw port and each member's ports;
+        `probe` writes through HAProxy's rw port with a fresh connection (usable = a primary takes writes)."""
+
+        def probe() -> object:
+            with self.target().connect(self.haproxy_rw_port) as conn:
+                return conn.execute("SELECT txid_current()").fetchone()
+
+        members = [
+            {"name": n, "rest_port": r, "pg_port": p}
+            for n, r, p in zip(self.member_names, self.rest_ports, self.pg_ports, strict=False)
+        ]
+        return {
+            "service": "patroni", "host": self.host, "port": self.haproxy_rw_port, "members": members,
+            "user": self.user, "dbname": self.dbname, "probe": probe,
+        }  # fmt: skip

@@ -26,6 +26,7 @@ class MemberView:
     timeline: int | None
     in_recovery: bool | None  # pg_is_in_recovery() on the member's own port; None if unreachable
     error: str = ""
+    dcs_last_seen: float | None = None  # epoch seconds Patroni last reached its DCS (GET /patroni), if it says
 
     @property
     def sql_says_primary(self) -> bool:
@@ -67,6 +68,7 @@ def view_member(target: ClusterTarget, member: Member) -> MemberView:
     except psycopg.Error as exc:
         error = target.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     timeline = info.get("timeline")
+    seen = info.get("dcs_last_seen")
     return MemberView(
         name=member.name,
         rest_is_primary=status == 200,
@@ -75,6 +77,7 @@ def view_member(target: ClusterTarget, member: Member) -> MemberView:
         timeline=int(timeline) if timeline is not None else None,
         in_recovery=in_recovery,
         error=error,
+        dcs_last_seen=float(seen) if isinstance(seen, int | float) else None,
     )
 
 

@@ -87,7 +87,14 @@ def test_one_folder_makes_an_area_everywhere(tmp_path: Path, dagster_home: Path)
     )
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
     assert seen["group"] == "areas" and seen["tags"]["destructive"] == "false"
-    assert seen["checks"] == ["counted_to_the_end", "no_operation_errors", "performance_regression"]
+    # the area's own invariants, the kit's (every area: the run completed, nothing left behind) and the perf check
+    assert seen["checks"] == [
+        "counted_to_the_end",
+        "no_leftovers",
+        "no_operation_errors",
+        "performance_regression",
+        "run_completed",
+    ]
     assert seen["jobs"] == {"full_regression": True, "hourly_regression": True}
 
     proc = regress(
@@ -95,12 +102,17 @@ def test_one_folder_makes_an_area_everywhere(tmp_path: Path, dagster_home: Path)
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (area,) = json.loads(proc.stdout)["areas"]
-    assert area["status"] == "passed"
+    assert area["verdict"] == "passed"
     assert {i["name"]: i["passed"] for i in area["invariants"]} == {
         "counted_to_the_end": True,
         "no_operation_errors": True,
+        "run_completed": True,
+        "no_leftovers": True,
     }
-    assert {m["name"] for m in area["metrics"]} == {"count_s", "error_rate"}
+    # the area's figures, plus the host context the kit records with every run (load, CPUs: read by the verdicts)
+    names = {m["name"] for m in area["metrics"]}
+    assert {n for n in names if not n.startswith("host.")} == {"count_s", "error_rate"}
+    assert {"host.load1", "host.cpus"} <= names
 
     bad = regress("run", "--areas", "counting", "--set", "counting.up_to=0", home=dagster_home, env=env)
     assert bad.returncode == 2 and "counting: up_to: 0 is below the minimum 1" in bad.stderr

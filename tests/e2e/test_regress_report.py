@@ -1,4 +1,5 @@
-"""`regress run` ends with a current report, also when an area fails; `regress report` rebuilds it on demand."""
+"""`regress run` prints a JSON summary, stores the run and ends with a current report, also when an area fails;
+`regress report` rebuilds it on demand."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ from tests.e2e.helpers import FAST_CACHE, free_port, regress
 
 
 def test_run_then_failed_area_then_report(lab: LabSettings, dagster_home: Path, tmp_path: Path) -> None:
+    """One clean run serves two things: its JSON summary and stored run (what `regress run --json` promises a CI
+    job), and the report the failed run and `regress report` then build on."""
     ok = regress("run", "--areas", "cache_coherence", *FAST_CACHE, "--json", "-", home=dagster_home)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    report = Path(json.loads(ok.stdout)["report"])
+    summary = json.loads(ok.stdout)
+    (area,) = summary["areas"]
+    assert area["area"] == "cache_coherence" and not area["error"]
+    names = {m["name"] for m in area["metrics"]}
+    assert {"cache_aside.hit_ratio", "write_through.stale_read_rate", "cache_aside.db_read_p99_ms"} <= names
+    assert all(inv["passed"] for inv in area["invariants"])
+    assert (dagster_home / "runs" / f"{summary['run_id']}.json").exists()
+    assert list(dagster_home.rglob("runs.db")), "the run is stored in DAGSTER_HOME for the UI"
+    report = Path(summary["report"])
     assert report == dagster_home / "reports" / "regression_report.html" and report.stat().st_size > 1_000_000
 
     # Nothing listens on this port: the area's step fails, Dagster skips the steps downstream of it, and the

@@ -1,6 +1,7 @@
 """The report as a person sees it: opened in a real headless Chromium, every chart drawn with data, no
-JavaScript error, no network, and the seeded regression visible in the summary and marked on its chart.
-Screenshots are kept under out/ (the whole page and the regressed chart)."""
+JavaScript error, no network, no text drawn over other text, and the seeded regression visible in the summary
+and marked on its chart. Screenshots are kept under out/report/ (the whole page, the regressed chart, the chart
+with runs of other settings)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ from tests.report_history import REGRESSION_ROUND, SeededHistory, materialize_re
 
 OUT = REPO_ROOT / "out" / "report"
 REGRESSED = chart_id("slow_area", "read_p50_ms")
+SETTINGS = chart_id("steady_area", "write_p50_ms")  # clean runs plus two runs with a fault and other sizes
+# Bounding boxes of every text a chart draws outside its data: title, legend entries, annotations, axis labels.
+TEXT_BOXES_JS = """(id) => {
+  const el = document.getElementById(id);
+  const box = (node, what) => { const r = node.getBoundingClientRect();
+    return {what, text: node.textContent, l: r.left, t: r.top, r: r.right, b: r.bottom}; };
+  const boxes = [];
+  el.querySelectorAll('.gtitle').forEach(n => boxes.push(box(n, 'title')));
+  el.querySelectorAll('.legend .traces').forEach(n => boxes.push(box(n, 'legend')));
+  el.querySelectorAll('.annotation').forEach(n => boxes.push(box(n, 'annotation')));
+  el.querySelectorAll('.xtick text, .g-ytitle text').forEach(n => boxes.push(box(n, 'axis')));
+  return boxes.filter(b => b.r > b.l && b.b > b.t);
+}"""
 CHARTS_JS = """() => Array.from(document.querySelectorAll('div.chart')).map(el => ({
   id: el.id,
   svg: !!el.querySelector('.main-svg'),
@@ -41,6 +55,8 @@ def opened(seeded_history: SeededHistory, tmp_path_factory: pytest.TempPathFacto
         scroll_through(page)  # charts are drawn as they come near the screen
         page.screenshot(path=str(OUT / "report.png"), full_page=True)
         page.locator(f"#{REGRESSED}").screenshot(path=str(OUT / "regressed_chart.png"))
+        page.locator(f"#{SETTINGS}").screenshot(path=str(OUT / "settings_chart.png"))
+        page.locator("#summary").screenshot(path=str(OUT / "summary.png"))
         yield page, errors, requests, html
 
 
@@ -88,3 +104,34 @@ def test_the_seeded_regression_is_marked_on_its_chart(opened: Any, seeded_histor
     assert "first bad run" in marked["label"] and "regressed" in marked["title"]
     text = page.locator(f"#{REGRESSED}").inner_text()
     assert f"first bad run {first_bad[:8]}" in text
+
+
+def _overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["l"] < b["r"] and b["l"] < a["r"] and a["t"] < b["b"] and b["t"] < a["b"]
+
+
+def test_no_chart_draws_text_over_other_text(opened: Any) -> None:
+    """Legends (long 'other settings' entries included) never sit on a title, an annotation or an axis label."""
+    page = opened[0]
+    clashes = []
+    for chart in page.evaluate(CHARTS_JS):
+        boxes = page.evaluate(TEXT_BOXES_JS, chart["id"])
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                if a["what"] != b["what"] and "axis" not in (a["what"], b["what"]) and _overlaps(a, b):
+                    clashes.append((chart["id"], a["what"], a["text"][:40], b["what"], b["text"][:40]))
+                if {a["what"], b["what"]} == {"legend", "axis"} and _overlaps(a, b):
+                    clashes.append((chart["id"], a["what"], a["text"][:40], b["what"], b["text"][:40]))
+    assert clashes == []
+
+
+def test_runs_with_other_settings_are_a_trace_of_their_own_named_by_what_differs(opened: Any) -> None:
+    page = opened[0]
+    names = page.evaluate("(id) => document.getElementById(id).data.map(t => t.name)", SETTINGS)
+    assert "other settings: delay_invalidation_ms=50, fault=delay_invalidation, readers=8, writers=4" in names
+    assert "runs with the newest settings" in names
+
+
+def test_what_regressed_counts_failed_invariants(opened: Any) -> None:
+    text = opened[0].locator('tr[data-area="broken_area"] td.regressions').inner_text()
+    assert "1 invariant(s) failed: no_lost_writes" in text

@@ -11,8 +11,9 @@ that hop with unique labels.)
 The tick is forced through the instance, not the clock: the schedule is switched on with a start time one
 hour back (what `dagster schedule start` records, backdated), so the scheduler finds this hour's :17 tick due
 and launches it through its normal path (should_execute, run config, queued run coordinator, code server) as
-soon as the daemon starts, instead of at the next :17. The workload is tiny (REGRESS_SCHEDULE_RUN_CONFIG)
-and carries a real fault (cache_coherence.fault=skip_invalidation) so an invariant fails and alerts.
+soon as the daemon starts, instead of at the next :17. Every area's workload is tiny (REGRESS_SCHEDULE_RUN_CONFIG:
+the test is about the topology, not the workloads) and cache_coherence carries a real fault
+(fault=skip_invalidation) so an invariant fails and alerts.
 Everything runs in a database of its own on the lab's `dagster_storage` server, dropped at the end.
 """
 
@@ -34,7 +35,7 @@ from regression_pipelines.lab.settings import LabSettings
 from regression_pipelines.serve.topology import LOCATION_NAME
 from tests.e2e.helpers import BIN, free_port
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(900)  # a hang guard: 68 s idle, 190 s at load 14
 
 SCHEDULE = "hourly_non_destructive_regression"
 TINY_FAULTY_WORKLOAD = """
@@ -44,6 +45,11 @@ ops:
   delta_cdf:
     config: {initial_rows: 10, rows_per_commit: 5, keys_per_change: 2, partitions: 1, serial_commits: 6,
              writers: 1, concurrent_commits: 0, replay_pairs: 2, split_triples: 2, read_repeats: 1, spark: "off"}
+  etl_pipeline: {config: {jobs: 100}}
+  ha_health: {config: {calibrate: false, latency_statements: 20}}
+  citus_sharding:
+    config: {accounts: 120, orders_per_account: 2, statements: 80, copy_rows: 300, router_queries: 30,
+             multi_shard_queries: 6, join_queries: 3, calibrate: false}
 execution:
   config: {in_process: {}}
 """

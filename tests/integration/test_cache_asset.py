@@ -13,13 +13,16 @@ from resources.postgres import PostgresResource
 from resources.redis import RedisResource
 from tests.areas import materialize_area, step_failure
 
-FAST = {"max_seconds": 1.0, "max_ops": 4000, "settle_seconds": 0.2}
+FAST = {"max_seconds": 1.0, "max_ops": 4000, "settle_seconds": 0.2, "latency_seconds": 0.3, "shrink_seconds": 3}
 
 
 def _resources(lab: LabSettings, password: str | None = None) -> dict[str, object]:
     return {
         "postgres": PostgresResource(
-            port=lab.postgres_port, user=lab.postgres_user, password=password or lab.postgres_password
+            port=lab.postgres_port,
+            user=lab.postgres_user,
+            password=password or lab.postgres_password,
+            dbname=lab.postgres_db,
         ),
         "redis": RedisResource(port=lab.redis_port),
     }
@@ -43,9 +46,15 @@ def test_asset_records_metrics_and_checks(lab: LabSettings, dagster_home: Path) 
             "no_divergence_after_settle": True,
             "stale_read_rate_within_bound": True,
             "ttl_expiry_honoured": True,
+            "values_intact": True,
             "no_operation_errors": True,
+            "run_completed": True,
+            "no_leftovers": True,
             "performance_regression": True,
         }
+        metadata = event.materialization.metadata
+        assert "shapes" in str(metadata["env/coverage"].value)  # the coverage account is stored with the run
+        assert int(str(metadata["env/seed"].value)) >= 0
         stored = instance.get_latest_materialization_event(dg.AssetKey("cache_coherence"))
         assert stored is not None and stored.run_id == result.run_id
 

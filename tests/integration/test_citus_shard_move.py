@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from assets.citus_shard_move import AREA, scenario
-from regression_pipelines.kit import RunContext
+from regression_pipelines.kit import RunContext, run_area
 from regression_pipelines.lab.settings import LabSettings
 from regression_pipelines.results import ScenarioResult
 from resources.citus import CitusResource, CitusUnavailable
@@ -31,7 +31,7 @@ def citus(lab: LabSettings) -> CitusResource:
 
 def _run(citus: CitusResource, tmp_path: Path, **settings: object) -> ScenarioResult:
     ctx = RunContext(run_id=f"move{time.time_ns()}", resources={"citus": citus}, output_dir=tmp_path)
-    return AREA.run(AREA.config(**{**SMALL, **settings}), ctx)
+    return run_area(AREA, AREA.config(**{**SMALL, **settings}), ctx)
 
 
 def _failed(result: ScenarioResult) -> dict[str, str]:
@@ -70,4 +70,20 @@ def test_each_real_fault_fails_exactly_its_check(
     failed = _failed(result)
     assert list(failed) == [check], failed
     assert says in failed[check]
+    _assert_clean(citus, str(result.environment["schema"]))
+
+
+def test_a_worker_restart_mid_move_is_named_in_every_failed_check(
+    citus: CitusResource, lab: LabSettings, tmp_path: Path
+) -> None:
+    """citus_worker_restart while the ledger writes and the shard moves: a verdict, not a crash; every failed
+    check names the worker that restarted (kit.observe.citus), and the run's schema is removed."""
+    nemesis = {"nemesis": "citus_worker_restart", "nemesis_at_s": 0.2, "nemesis_for_s": 1.0}
+    result = _run(citus, tmp_path, **nemesis)
+    failed = _failed(result)
+    assert result.environment["nemesis_outcome"] == "acted", result.environment
+    assert "run_completed" not in failed and failed, failed  # the restart met the writer: its inserts failed
+    restarted = f"worker 127.0.0.1:{lab.citus_ports[1]} restarted at"
+    assert all(restarted in detail for detail in failed.values()), failed
+    assert restarted in str(result.environment["observed.citus_nodes"])
     _assert_clean(citus, str(result.environment["schema"]))

@@ -4,7 +4,6 @@ Dagster, each real fault fails exactly its check, clean faults conserve every jo
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
 from pathlib import Path
@@ -16,16 +15,17 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from assets.etl_pipeline import AREA, broker, oracle, quality, scenario
+from assets.etl_pipeline import AREA, broker, oracle, quality
 from assets.etl_pipeline.config import EtlConfig
-from regression_pipelines.kit import RunContext
+from regression_pipelines.kit import RunContext, run_area
+from regression_pipelines.kit.observe.rabbitmq import AT_MOST_ONCE
 from regression_pipelines.lab.settings import LabSettings
 from regression_pipelines.results import ScenarioResult, metrics_from_metadata
 from resources.postgres import PostgresResource
 from resources.rabbitmq import RabbitMQResource
 from tests.areas import materialize_area, step_failure
 
-SMALL = {"jobs": 400, "batch_size": 25, "max_seconds": 60.0}
+SMALL = {"jobs": 400, "batch_size": 25, "max_seconds": 60.0, "republish_rate": 0.0, "shrink_seconds": 0.0}
 
 
 def _resources(lab: LabSettings, **rabbit: Any) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _resources(lab: LabSettings, **rabbit: Any) -> dict[str, Any]:
 
 def _run(lab: LabSettings, tmp_path: Path, **settings: Any) -> ScenarioResult:
     config = EtlConfig(**{**SMALL, **settings})
-    return AREA.run(config, RunContext("test", _resources(lab), tmp_path))
+    return run_area(AREA, config, RunContext("test", _resources(lab), tmp_path))
 
 
 def _failed(result: ScenarioResult) -> dict[str, str]:
@@ -74,8 +74,11 @@ def test_asset_passes_every_check_and_records_figures(lab: LabSettings, dagster_
     metrics = {m.name: m for m in metrics_from_metadata(metadata)}
     assert metrics["throughput.jobs_per_s"].value > 0 and metrics["throughput.jobs_per_s"].kind.value == "performance"
     assert metrics["e2e.p99_ms"].samples == metrics["jobs.loaded"].value > 0
-    assert metrics["jobs.produced"].value == 600 == metrics["jobs.loaded"].value + metrics["jobs.failed"].value
-    assert metrics["dead_lettered"].value == metrics["jobs.failed"].value > 0  # the generator sends malformed jobs
+    source = pq.read_table(events["etl_pipeline_source_batch"].metadata["path"].value).to_pylist()
+    distinct = len({(row["tenant"], row["job_id"]) for row in source})  # a republished job is one job
+    assert metrics["jobs.produced"].value == distinct == metrics["jobs.loaded"].value + metrics["jobs.failed"].value
+    # the generator sends malformed jobs; a job it publishes twice (on purpose) is dead-lettered twice, one row
+    assert metrics["dead_lettered"].value >= metrics["jobs.failed"].value > 0
     assert metrics["queue.max_depth_extract"].kind.value == "volume"
     for name in ("publish.confirm_p99_ms", "worker.rss_growth_mb", "tenant.fairness_ratio", "pg.rows_per_s"):
         assert name in metrics
@@ -86,7 +89,7 @@ def test_asset_passes_every_check_and_records_figures(lab: LabSettings, dagster_
     }
     _assert_lineage(events, checks, metrics["jobs.produced"].value, metrics["jobs.loaded"].value)
     gx_facts = checks[oracle.DATA_QUALITY].metadata
-    assert gx_facts["gx.expect_column_values_to_be_unique(job_id)"].value == "passed"
+    assert gx_facts["gx.expect_compound_columns_to_be_unique(tenant_id,job_id)"].value == "passed"
     assert gx_facts["gx_version"].value == "1.24.1"
     text = json.dumps({k: str(v) for k, v in metadata.items()})
     assert lab.postgres_password not in text and "regress-lab-pw" not in text
@@ -98,9 +101,9 @@ def _assert_lineage(events: dict[str, Any], checks: dict[str, Any], produced: fl
     data-quality check."""
     source = events["etl_pipeline_source_batch"].metadata
     source_file = Path(source["path"].value)
-    assert source_file.exists() and pq.read_metadata(source_file).num_rows == produced == 600
+    assert source_file.exists() and pq.read_metadata(source_file).num_rows == 600 >= produced
     assert source["dagster/row_count"].value == 600 and sum(source["rows_per_tenant"].value.values()) == 600
-    assert source["seed"].value == 7 and source["malformed"].value > 0 and len(source["sha256"].value) == 64
+    assert isinstance(source["seed"].value, int) and source["malformed"].value > 0 and len(source["sha256"].value) == 64
     table = events["etl_pipeline_loaded_jobs"].metadata
     assert pq.read_metadata(table["path"].value).num_rows == loaded == table["dagster/row_count"].value
     assert str(table["table"].value).startswith("etl_")
@@ -108,16 +111,16 @@ def _assert_lineage(events: dict[str, Any], checks: dict[str, Any], produced: fl
     assert checks[oracle.CONSERVATION].asset_key.to_user_string() == "etl_pipeline"
 
 
-# Each real fault fails exactly its check. Duplicated rows are also a data-quality failure by the suite's own
-# definition (unique job id, row count = conserved jobs): that twin fails both.
+# Each real fault fails exactly its check. Lost and duplicated rows are also data-quality failures by the suite's
+# own definition (its row count and job set come from the producer's ledger, issue 19): those twins fail both.
 @pytest.mark.parametrize(
     ("settings", "checks", "says"),
     [
-        ({"fault": "ack_before_commit"}, {oracle.CONSERVATION}, "acked before commit"),
+        ({"fault": "ack_before_commit"}, {oracle.CONSERVATION, oracle.DATA_QUALITY}, "acked before commit"),
         ({"fault": "non_idempotent_load"}, {oracle.CONSERVATION, oracle.DATA_QUALITY}, "duplicated rows"),
         (
             {"fault": "burst", "max_length": 50, "overflow": "drop-head"},
-            {oracle.CONSERVATION},
+            {oracle.CONSERVATION, oracle.DATA_QUALITY},
             "dropped by the broker: x-max-length overflow (drop-head)",
         ),
         ({"fault": "rls_disabled"}, {oracle.ISOLATION}, "reads"),
@@ -165,9 +168,11 @@ def test_broker_restart_mid_run_loses_nothing(lab: LabSettings, tmp_path: Path, 
     assert result.environment["dead_letter_strategy"] == strategy
     if queue_type == "classic" and "queues_drained" in failed:
         # Classic queues dead-letter at most once: a restart may drop a dead letter in flight. That is the one
-        # loss allowed here (failed_jobs still has every row), and the check must name its cause.
-        lost_letters = r"\d+ failed_jobs rows without a dead letter; " + re.escape(oracle.AT_MOST_ONCE)
-        assert re.fullmatch(lost_letters, failed.pop("queues_drained"))
+        # loss allowed here (failed_jobs still has every row), and the check must name the cause it observed:
+        # the broker's restart (its uptime) and what that means for these queues.
+        detail = failed.pop("queues_drained")
+        assert re.match(r"\d+ failed_jobs rows without a dead letter — ", detail), detail
+        assert "RabbitMQ restarted during the run (its node started again about " in detail and AT_MOST_ONCE in detail
     assert failed == {}
     assert result.metric("jobs.produced").value == 1000 and result.metric("redeliveries").value > 0
     _assert_nothing_left(lab, str(result.environment["run_prefix"]))
@@ -176,7 +181,7 @@ def test_broker_restart_mid_run_loses_nothing(lab: LabSettings, tmp_path: Path, 
 def test_broker_restart_needs_opt_in(lab: LabSettings, dagster_home: Path) -> None:
     result = materialize_area(AREA, dagster_home, _resources(lab), {"fault": "broker_restart"})
     assert not result.success
-    assert "set allow_destructive=true" in step_failure(result)
+    assert "set allow_destructive: true" in step_failure(result)
 
 
 def test_bad_broker_password_is_a_clear_masked_error(lab: LabSettings, dagster_home: Path) -> None:
@@ -198,34 +203,22 @@ def test_bad_setting_names_the_field(lab: LabSettings, dagster_home: Path) -> No
 
 
 def test_everything_is_removed_after_a_failure(
-    lab: LabSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    lab: LabSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A harness failure after the workload is a verdict (issue 17): the figures so far, run_completed naming the
+    phase and the exception, and everything the run created removed."""
+
     def crash(*_args: object) -> None:
         raise RuntimeError("judge crashed")
 
-    monkeypatch.setattr(quality, "validate", crash)  # a harness failure after the workload
-    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError, match="judge crashed"):
-        scenario.run(EtlConfig(**SMALL), _services(lab), tmp_path, logging.getLogger("etl-test"))
-    (line,) = [r.getMessage() for r in caplog.records if "queues etl." in r.getMessage()]
-    prefix = line.split("queues ")[1].split(".*")[0]
-    _assert_nothing_left(lab, prefix)
-
-
-def _services(lab: LabSettings) -> scenario.Services:
-    res = _resources(lab)
-    rabbit, pg = res["rabbitmq"], res["postgres"]
-    return scenario.Services(
-        amqp_connect=rabbit.connection,
-        amqp_params={
-            "host": rabbit.host,
-            "port": rabbit.port,
-            "user": rabbit.user,
-            "password": rabbit.password,
-            "vhost": rabbit.vhost,
-        },  # fmt: skip
-        pg_connect=pg.connect,
-        pg_conninfo=pg.conninfo(),
-    )
+    monkeypatch.setattr(quality, "validate", crash)
+    result = _run(lab, tmp_path)
+    completed = result.invariant("run_completed")
+    assert not completed.passed and "crashed in phase 'judge'" in completed.detail
+    assert "RuntimeError: judge crashed" in completed.detail
+    assert result.metric("jobs.produced").value == 400 and result.metric("jobs.loaded").value > 0
+    assert result.invariant("no_leftovers").passed
+    _assert_nothing_left(lab, str(result.environment["run_prefix"]))
 
 
 def test_priority_queues_deliver_the_higher_priority_first(lab: LabSettings) -> None:

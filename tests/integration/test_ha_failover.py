@@ -31,19 +31,27 @@ from assets.ha_failover.scenario import (
     RunPlace,
     run_failover,
 )
+from regression_pipelines.kit.supervisor import NO_LEFTOVERS, RUN_COMPLETED, Supervisor
 from regression_pipelines.lab import patroni_members
 from regression_pipelines.lab.settings import LabSettings
 from regression_pipelines.measure import NO_OPERATION_ERRORS
 from regression_pipelines.resources_config import lab_patroni
+from regression_pipelines.results import ScenarioResult, metric_values
 from resources.patroni import PatroniResource
 from resources.patroni.view import writable_members
-from tests.areas import materialize_area, step_failure
+from tests.areas import materialize_area, skip_reasons, step_failure
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
 
 def place(tmp_path: Path) -> RunPlace:
     return RunPlace(uuid.uuid4().hex, tmp_path)
+
+
+def supervised(target, config: FailoverConfig, run: RunPlace, tamper=None) -> ScenarioResult:  # noqa: ANN001
+    """One switchover run under a supervisor, as the kit runs it (cleanup and no_leftovers included)."""
+    sup = Supervisor(AREA.name, checks=AREA.checks)
+    return sup.run(lambda: run_failover(target, config, PatroniRestInjector(target), run, sup, tamper))
 
 
 def healthy_leader(resource: PatroniResource) -> tuple[str, int | None]:
@@ -69,15 +77,22 @@ def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSetti
     assert result.success, result.all_events
     metadata = result.asset_materializations_for_node("ha_failover")[0].metadata
     for key in ("failover.outage_s", "failover.lost_acknowledged", "failover.time_to_leader_s", "failover.recovery_s"):
-        assert "metric/" + key in metadata, key
+        assert key in metric_values(metadata), key
     assert metadata["env/mode"].value == mode
     assert metadata["env/synchronous_mode"].value in ("True", "False")
     assert Path(metadata["env/history_jsonl"].value).read_text().count("\n") > 10
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {*FAILOVER_INVARIANTS, NO_OPERATION_ERRORS, "performance_regression"}
+    assert set(checks) == {
+        *FAILOVER_INVARIANTS,
+        NO_OPERATION_ERRORS,
+        RUN_COMPLETED,
+        NO_LEFTOVERS,
+        "performance_regression",
+    }
+    assert checks[RUN_COMPLETED] and checks[NO_LEFTOVERS], "phases completed; the ledger table is gone"
     assert checks[NO_OPERATION_ERRORS], "no write failed outside the fault window"
     assert checks["no_split_brain"] and checks["recovery_within_slo"]
-    lost = metadata["metric/failover.lost_acknowledged"].value
+    lost = metric_values(metadata)["failover.lost_acknowledged"].value
     assert checks[ZERO_LOST] == (lost == 0)
     if mode == "kill_patroni_postmaster" and metadata["env/synchronous_mode"].value == "False":
         # Asynchronous replication: a hard kill may lose the leader's last acknowledged commits (seen once in
@@ -89,7 +104,7 @@ def test_each_mode_runs_records_figures_and_leaves_the_lab_healthy(lab: LabSetti
         assert checks[NO_TWO_WRITABLE] is False
     if mode in ("switchover", "kill_patroni_postmaster"):
         assert metadata["env/leader_changed"].value == "True"
-        assert "metric/failover.rejoin_s" in metadata
+        assert "failover.rejoin_s" in metric_values(metadata)
     if mode in ("kill_postmaster", "pause"):
         assert metadata["env/leader_changed"].value == "False"
     healthy_leader(resource)
@@ -105,7 +120,7 @@ def test_pause_past_ttl_runs_and_records_whatever_patroni_does(lab: LabSettings,
     assert result.success, result.all_events
     metadata = result.asset_materializations_for_node("ha_failover")[0].metadata
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    lost = metadata["metric/failover.lost_acknowledged"].value
+    lost = metric_values(metadata)["failover.lost_acknowledged"].value
     assert checks[ZERO_LOST] == (lost == 0)
     reinit_stranded_replicas(resource.target())  # leave the lab as we found it, even after the bug
     healthy_leader(resource)
@@ -149,9 +164,7 @@ def test_deleted_acknowledged_row_fails_the_lost_writes_check(lab: LabSettings, 
             conn.execute(f"DELETE FROM {table} WHERE id = (SELECT min(id) FROM {table})")
 
     config = FailoverConfig(mode=Mode.SWITCHOVER.value)
-    result = run_failover(
-        target, config, PatroniRestInjector(target), place(tmp_path), tamper=delete_first_acknowledged
-    )
+    result = supervised(target, config, place(tmp_path), tamper=delete_first_acknowledged)
     lost = result.invariant(ZERO_LOST)
     assert not lost.passed and lost.facts["lost"] == 1
     assert result.metric("failover.lost_acknowledged").value == 1
@@ -168,7 +181,7 @@ def test_row_never_acknowledged_fails_the_phantom_check(lab: LabSettings, tmp_pa
             conn.execute(f"INSERT INTO {table} (id) VALUES (987654321)")
 
     config = FailoverConfig(mode=Mode.SWITCHOVER.value)
-    result = run_failover(target, config, PatroniRestInjector(target), place(tmp_path), tamper=insert_unacknowledged)
+    result = supervised(target, config, place(tmp_path), tamper=insert_unacknowledged)
     assert not result.invariant(NO_PHANTOMS).passed
     assert result.metric("failover.phantom_writes").value == 1
     assert result.invariant(ZERO_LOST).passed
@@ -181,27 +194,32 @@ def test_outage_longer_than_the_slo_fails_the_recovery_check(lab: LabSettings, t
     target = resource.checked_target()
     # A real switchover interrupts writes for about 2 s; an SLO of 0.2 s must be breached.
     config = FailoverConfig(mode=Mode.SWITCHOVER.value, recovery_slo_s=0.2)
-    result = run_failover(target, config, PatroniRestInjector(target), place(tmp_path))
+    result = supervised(target, config, place(tmp_path))
     slo = result.invariant(RECOVERY_SLO)
     assert not slo.passed and result.metric("failover.outage_s").value > 0.2, slo.detail
     healthy_leader(resource)
 
 
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        ({"mode": "kill_postmaster"}, "allow_destructive: true"),
-        ({"mode": "kill_postmaster", "allow_destructive": True, "target": "db1.prod"}, "not in allow_list"),
-    ],
-)
-def test_refusals_touch_nothing(lab: LabSettings, config: dict, message: str, tmp_path: Path) -> None:
+def test_without_opt_in_the_area_is_skipped_and_touches_nothing(lab: LabSettings, tmp_path: Path) -> None:
     resource = lab_patroni(lab)
     leader, timeline = healthy_leader(resource)
     pids = patroni_members.member_pids(lab)
-    result = run_asset(resource, config, tmp_path)
+    result = run_asset(resource, {"mode": "kill_postmaster"}, tmp_path)
+    assert result.success and result.get_asset_check_evaluations() == []
+    assert result.get_asset_materialization_events() == []  # skipped is not a (green) materialization
+    assert "set allow_destructive: true" in skip_reasons(result)["ha_failover"]
+    assert healthy_leader(resource) == (leader, timeline)
+    assert patroni_members.member_pids(lab) == pids
+
+
+def test_a_target_outside_the_allow_list_fails_the_step_and_touches_nothing(lab: LabSettings, tmp_path: Path) -> None:
+    resource = lab_patroni(lab)
+    leader, timeline = healthy_leader(resource)
+    pids = patroni_members.member_pids(lab)
+    result = run_asset(resource, {"mode": "kill_postmaster", "allow_destructive": True, "target": "db1.prod"}, tmp_path)
     assert not result.success
     text = step_failure(result)
-    assert message in text and "did nothing" in text
+    assert "not in allow_list" in text and "did nothing" in text
     assert healthy_leader(resource) == (leader, timeline)
     assert patroni_members.member_pids(lab) == pids
 
@@ -229,7 +247,7 @@ def test_writes_failing_on_a_healthy_cluster_fail_no_operation_errors(lab: LabSe
     locker = threading.Thread(target=lock_the_ledger, daemon=True)
     locker.start()
     config = FailoverConfig(mode=Mode.SWITCHOVER.value, baseline_s=4.0)
-    result = run_failover(target, config, PatroniRestInjector(target), run)
+    result = supervised(target, config, run)
     locker.join(30)
     assert held.is_set()
     failed = {inv.name for inv in result.invariants if not inv.passed}

@@ -20,6 +20,18 @@ from regression_pipelines.lab.settings import REPO_ROOT, LabSettings
 from regression_pipelines.reports.tables import TABLES
 from tests.e2e.helpers import BIN
 
+# Small workloads: what this test asserts (which areas and checks reach the warehouse, one run, a whole report,
+# writers queueing on the lock) does not depend on workload size; each area's sizes are tested in its own tests.
+SMALL: dict[str, dict[str, Any]] = {
+    "cache_coherence": {"max_seconds": 1.0, "settle_seconds": 0.2, "latency_seconds": 0.2, "calibrate": False},
+    "etl_pipeline": {"jobs": 100},
+    "delta_cdf": {"initial_rows": 60, "serial_commits": 6, "concurrent_commits": 2, "read_repeats": 1,
+                  "replay_pairs": 2, "split_triples": 2},
+    "ha_health": {"calibrate": False, "latency_statements": 20},
+    "citus_sharding": {"accounts": 120, "orders_per_account": 2, "statements": 80, "copy_rows": 300,
+                       "router_queries": 30, "multi_shard_queries": 6, "join_queries": 3, "calibrate": False},
+}  # fmt: skip
+
 
 def _sync(home: str, warehouse: str, start: Any) -> None:
     """Rebuild the warehouse again and again for 2 s, starting together with the other writers."""
@@ -38,9 +50,7 @@ def _sync(home: str, warehouse: str, start: Any) -> None:
 
 def test_hourly_job_records_every_area_through_the_scorecard(lab: LabSettings, dagster_home: Path) -> None:
     config = dagster_home / "run.yaml"
-    config.write_text(
-        yaml.safe_dump({"ops": {"cache_coherence": {"config": {"max_seconds": 1.0, "settle_seconds": 0.2}}}})
-    )
+    config.write_text(yaml.safe_dump({"ops": {area: {"config": settings} for area, settings in SMALL.items()}}))
     warehouse = dagster_home / "warehouse.duckdb"
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "REGRESS_WAREHOUSE_PATH": str(warehouse)}
     proc = subprocess.run(

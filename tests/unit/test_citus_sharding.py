@@ -3,6 +3,7 @@ the minimal-sequence search. No Citus needed (these run in CI)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pydantic
@@ -10,7 +11,11 @@ import pytest
 
 from assets.citus_sharding.compare import Outcome, Verdict, diff_rows, judge, normalize
 from assets.citus_sharding.config import CitusShardingConfig
-from assets.citus_sharding.coverage import (
+from assets.citus_sharding.oracle import connection_lost, misplacing_sequence
+from assets.citus_sharding.shapes import SHAPES, mix, shape_of, value_classes
+from assets.citus_sharding.workload import SCHEMA, Generator, Statement, literal, setup_sql
+from regression_pipelines.kit import describe_validation_error
+from regression_pipelines.kit.checkers.citus_layout import (
     INT32_MAX,
     INT32_MIN,
     ShardRange,
@@ -20,9 +25,8 @@ from assets.citus_sharding.coverage import (
     reference_problems,
     skew,
 )
-from assets.citus_sharding.minimize import ddmin
-from assets.citus_sharding.workload import SCHEMA, Generator, setup_sql
-from regression_pipelines.kit import describe_validation_error
+from regression_pipelines.kit.generate.coverage import Coverage
+from regression_pipelines.kit.generate.shrink import ddmin
 
 
 def uniform(n: int, first_id: int = 1) -> list[ShardRange]:
@@ -106,7 +110,9 @@ def test_order_matters_only_when_the_query_has_a_total_order() -> None:
 def test_judging_outcomes() -> None:
     ok = Outcome(rows=((1,),), rowcount=1)
     refused = Outcome(sqlstate="0A000", error="modifying the partition value of rows is not allowed")
-    assert judge(refused, ok, False).verdict is Verdict.UNSUPPORTED
+    assert judge(refused, ok, False, frozenset({"0A000"})).verdict is Verdict.UNSUPPORTED
+    unexpected = judge(refused, ok, False)  # a shape that is not refused by design: a finding, never hidden
+    assert unexpected.verdict is Verdict.MISMATCH and "not refused by design" in unexpected.detail
     duplicate = Outcome(sqlstate="23505", error="duplicate key")
     assert judge(duplicate, duplicate, False).verdict is Verdict.SAME
     assert judge(duplicate, ok, False).verdict is Verdict.MISMATCH
@@ -119,25 +125,69 @@ def test_judging_outcomes() -> None:
 # --- the generator -----------------------------------------------------------------------------------------
 
 
-def test_generator_is_seeded_bounded_and_covers_every_kind() -> None:
+def test_generator_is_seeded_bounded_and_reaches_every_shape() -> None:
     first, again = Generator(5, 40, 2), Generator(5, 40, 2)
     assert first.initial_rows() == again.initial_rows()
-    mix = first.mix(600)
-    assert [s.sql for s in mix] == [s.sql for s in again.mix(600)]
-    assert len(mix) == 600 and [s.index for s in mix] == list(range(600))
-    kinds = {s.kind for s in mix}
-    assert {"merge", "update_from", "copy_orders", "distinct_on", "window_global", "non_colocated_join"} <= kinds
-    assert len(kinds) == 29
-    assert all(SCHEMA in s.sql for s in mix)
-    assert all("ORDER BY" in s.sql for s in mix if s.ordered)
-    assert all(s.query for s in mix if s.kind in ("router", "cte")) and not any(s.query for s in mix if s.copy_rows)
-    assert sum(s.query for s in mix) / len(mix) == pytest.approx(0.6, abs=0.08)
+    statements = mix(first, 1500)
+    assert [(s.sql, s.params) for s in statements] == [(s.sql, s.params) for s in mix(again, 1500)]
+    assert len(statements) == 1500 and [s.index for s in statements] == list(range(1500))
+    assert {s.kind for s in statements} == set(SHAPES)
+    assert all(SCHEMA in s.sql for s in statements)
+    assert all("ORDER BY" in s.sql for s in statements if s.ordered)
+    assert not any(s.query for s in statements if s.copy_rows)
+
+
+def test_key_writes_from_other_relations_are_generated_and_refused_by_design_only_per_shape() -> None:
+    """The shapes that reach Citus issue 8087: the key SET from another relation's (or a subquery's) column."""
+    g = Generator(3, 50, 1)
+    g.initial_rows()
+    text = {name: SHAPES[name].build(g)[0].sql for name in SHAPES}
+    assert "SET id = t.new_id FROM @s.transfers t WHERE a.id = t.account_id" in text["key_from_other_relation"]
+    assert "UPDATE SET id = t.new_id" in text["merge_key_from_source"]
+    assert "SET id = s.id FROM (SELECT id + " in text["key_from_same_table"]
+    assert "ON (a.id = t.order_id)" in text["merge_repartition"] or "ON (a.id = t.new_id)" in text["merge_repartition"]
+    refused = {name for name, spec in SHAPES.items() if spec.shape.by_design}
+    assert refused == {
+        "non_colocated_join", "update_distribution_key", "key_from_other_relation", "key_from_same_table",
+        "merge_key_from_source", "merge_key_from_same_table", "upsert_sets_key", "key_noop_from_other_relation",
+    }  # fmt: skip
+    assert shape_of("merge_repartition").by_design == frozenset()  # a repartitioned MERGE must be answered
+
+
+def test_prepared_shapes_run_past_the_generic_plan_threshold() -> None:
+    g = Generator(8, 50, 1)
+    g.initial_rows()
+    for name in ("prepared_router", "prepared_insert_multi_row", "prepared_insert_on_worker"):
+        run = SHAPES[name].build(g)
+        assert len(run) >= 6 and len({s.sql for s in run}) == 1 and all(s.prepared for s in run)
+    worker = SHAPES["prepared_insert_on_worker"].build(g)
+    assert all(s.on_worker for s in worker)
+    assert worker[0].params[0] == worker[0].params[3] and "prepared, params" in worker[0].text()
+
+
+def test_values_come_from_the_adversarial_domains_and_are_accounted() -> None:
+    coverage = Coverage()
+    coverage.declare((spec.shape for spec in SHAPES.values()), value_classes())
+    g = Generator(2, 200, 1, sink=coverage)
+    g.initial_rows()
+    mix(g, 1500)
+    assert {"text", "numeric", "timestamp", "int64", "int32", "key_pattern"} <= set(coverage.values)
+    assert {"unicode", "quotes", "long", "empty", "null_like"} <= set(coverage.values["text"])
+    assert "nul" not in coverage.values["text"]
+    assert coverage.value_classes_used() >= 30
+
+
+def test_literals_escape_text_and_type_timestamps() -> None:
+    assert literal("it's") == "'it''s'" and literal(None) == "NULL"
+    assert literal(datetime(1, 1, 1, tzinfo=UTC)) == "'0001-01-01T00:00:00+00:00'::timestamptz"
 
 
 def test_initial_rows_and_copies_use_fresh_keys() -> None:
     gen = Generator(1, 30, 3)
     rows = gen.initial_rows()
     assert [len(rows[t]) for t in ("regions", "accounts", "orders")] == [5, 30, 90]
+    new_ids = [r[0] for r in rows["transfers"]]
+    assert len(new_ids) == len(set(new_ids)) and {r[1] for r in rows["transfers"]} <= set(range(1, 31))
     copy = gen.copy_batch(25)
     order_ids = [r[1] for r in rows["orders"]] + [r[1] for r in copy.copy_rows]
     assert len(order_ids) == len(set(order_ids)) == 115
@@ -147,9 +197,38 @@ def test_initial_rows_and_copies_use_fresh_keys() -> None:
 
 def test_setup_distributes_only_on_citus() -> None:
     citus, vanilla = setup_sql(True, 8), setup_sql(False, 8)
-    assert vanilla == citus[:3] and len(citus) == 6
-    assert "shard_count => 8" in citus[3] and "colocate_with => 'none'" in citus[3]
-    assert "colocate_with => '@s.accounts'" in citus[4] and "create_reference_table('@s.regions')" in citus[5]
+    assert vanilla == citus[:5] and len(citus) == 9  # notes stays a local table on the coordinator
+    assert "shard_count => 8" in citus[5] and "colocate_with => 'none'" in citus[5]
+    assert "colocate_with => '@s.accounts'" in citus[6] and "'@s.transfers', 'account_id'" in citus[7]
+    assert "create_reference_table('@s.regions')" in citus[8]
+
+
+def test_the_deep_profile_fills_what_the_run_config_leaves_out() -> None:
+    deep = CitusShardingConfig(profile="deep", statements=300)
+    assert (deep.statements, deep.shard_count, deep.accounts) == (300, 32, 2000)
+    assert CitusShardingConfig().shard_count == 8
+
+
+class FakeReplayer:
+    """Rows are misplaced once statement 30 ran, and only if 12 ran before it."""
+
+    def __init__(self, needs: set[int]) -> None:
+        self.needs, self.replays = needs, 0
+
+    def misplaces(self, candidate: list[Statement]) -> bool:
+        self.replays += 1
+        return bool(self.needs) and self.needs <= {s.index for s in candidate}
+
+    def first_misplacing(self, statements: list[Statement]) -> int | None:
+        self.replays += 1
+        return next((i for i in range(len(statements)) if self.misplaces(statements[: i + 1])), None)
+
+
+def test_misplacement_is_located_by_a_watched_replay_then_shrunk() -> None:
+    statements = [Statement(i, "x", f"s{i}") for i in range(60)]
+    found = misplacing_sequence(statements, FakeReplayer({12, 30}), budget=40)  # type: ignore[arg-type]
+    assert found.found is not None and [s.index for s in found.found.steps] == [12, 30]
+    assert misplacing_sequence(statements, FakeReplayer(set()), budget=40).found is None  # type: ignore[arg-type]
 
 
 # --- the minimal sequence ----------------------------------------------------------------------------------
@@ -198,3 +277,18 @@ def test_bad_fault_names_the_field_and_the_choices() -> None:
     assert describe_validation_error(info.value).startswith(
         "fault: 'chaos' is unknown; use one of none, wrong_shard_row"
     )
+
+
+def test_a_lost_session_or_unreachable_node_is_told_from_an_answer() -> None:
+    class Conn:
+        closed = broken = False
+
+    assert connection_lost(Outcome(sqlstate="57P01", error="terminating connection"), Conn())  # type: ignore[arg-type]
+    assert connection_lost(Outcome(sqlstate="08006", error="connection to the remote node x failed"), Conn())  # type: ignore[arg-type]
+    unreachable = Outcome(sqlstate="XX000", error="cannot connect to 127.0.0.1:1 to fetch intermediate results")
+    assert connection_lost(unreachable, Conn())  # type: ignore[arg-type]
+    assert not connection_lost(Outcome(sqlstate="0A000", error="cannot perform"), Conn())  # type: ignore[arg-type]
+    assert not connection_lost(Outcome(sqlstate="XX000", error="unexpected planner state"), Conn())  # type: ignore[arg-type]
+    broken = Conn()
+    broken.broken = True
+    assert connection_lost(Outcome(sqlstate="?????", error="consuming input failed"), broken)  # type: ignore[arg-type]

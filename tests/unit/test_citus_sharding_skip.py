@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from assets.citus_sharding import AREA
-from regression_pipelines.results import skip_reason_from_metadata
 from resources.citus import CitusResource
 from resources.postgres import PostgresResource
-from tests.areas import materialize_area
+from tests.areas import materialize_area, skip_reasons
 from tests.e2e.helpers import free_port
 
 
@@ -22,7 +21,7 @@ def test_no_citus_reachable_means_skipped_with_the_reason(tmp_path: Path) -> Non
     result = materialize_area(AREA, tmp_path, resources=resources)
     assert result.success
     assert result.get_asset_check_evaluations() == []
-    [materialization] = result.asset_materializations_for_node("citus_sharding")
-    reason = skip_reason_from_metadata(materialization.metadata)
+    assert result.get_asset_materialization_events() == []  # skipped is not a (green) materialization
+    reason = skip_reasons(result).get("citus_sharding")
     assert reason is not None and reason.startswith(f"no Citus reachable at 127.0.0.1:{port} (")
     assert "secret-pw" not in reason

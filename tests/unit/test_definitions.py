@@ -29,22 +29,33 @@ def test_every_area_is_an_asset_with_its_group_tag_and_checks() -> None:
         assert set(area.kinds) <= node.kinds
         checks = {key.name for key in graph.asset_check_keys if key.asset_key == node.key}
         on_stages = {check for stage in area.stages for check in stage.checks}
-        assert checks == {*area.invariants, "no_operation_errors", PERF_CHECK_NAME} - on_stages, area.name
+        assert (
+            checks
+            == {*area.invariants, "no_operation_errors", "run_completed", "no_leftovers", PERF_CHECK_NAME} - on_stages
+        ), area.name
         assert not graph.get_check_spec(dg.AssetCheckKey(node.key, PERF_CHECK_NAME)).blocking
 
 
 REPORTING = {"regression_scorecard", "regression_report", "regression_exports"}
 
 
-def test_jobs_select_all_areas_nightly_and_only_the_safe_ones_hourly_then_the_reports() -> None:
+def test_default_jobs_select_only_safe_areas_and_destructive_ones_have_their_own_job() -> None:
     """With their stages: an area's assets share its op, so a job runs them together."""
     names = {area.name for area in AREAS}
-    assets = {name for area in AREAS for name in area.asset_names}
-    assert _selected("full_regression") == assets | REPORTING
     safe = {name for area in AREAS if not area.destructive for name in area.asset_names}
+    destructive = {name for area in AREAS if area.destructive for name in area.asset_names}
+    assert {"ha_failover", "citus_shard_move"} <= destructive
+    assert _selected("full_regression") == safe | REPORTING
     assert _selected("hourly_regression") == safe | REPORTING
-    assert "ha_failover" in names - _selected("hourly_regression")
+    assert _selected("destructive_regression") == destructive | REPORTING
+    assert "ha_failover" in names - _selected("full_regression")
     assert _selected("regression_reporting") == REPORTING
+
+
+def test_no_schedule_launches_a_destructive_area() -> None:
+    destructive = {area.name for area in AREAS if area.destructive}
+    for schedule in defs.resolve_all_schedule_defs() if hasattr(defs, "resolve_all_schedule_defs") else defs.schedules:
+        assert not destructive & _selected(schedule.job_name), schedule.name
 
 
 def test_lineage_reads_areas_then_scorecard_then_report_and_exports() -> None:
@@ -70,6 +81,8 @@ def test_etl_lineage_reads_source_batch_then_pipeline_then_loaded_jobs() -> None
         "tenant_isolation",
         "queues_drained",
         "no_operation_errors",
+        "run_completed",
+        "no_leftovers",
         PERF_CHECK_NAME,
     }
     assert {graph.get(k).group_name for k in (source, loaded)} == {AREA_GROUP}

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 
 import pydantic
 import pytest
 
-from assets.delta_cdf import oracle
-from assets.delta_cdf.config import DeltaCdfConfig
-from assets.delta_cdf.model import Change, VersionedModel
+from assets.delta_cdf import known_bugs, oracle
+from assets.delta_cdf.config import DEEP, DeltaCdfConfig
+from assets.delta_cdf.model import Change, MergeClauses, VersionedModel, row_of
+from assets.delta_cdf.ops import Op
 from assets.delta_cdf.oracle import CommitInfo, Read, Readings
-from assets.delta_cdf.workload import Planner, serial_kinds
+from assets.delta_cdf.workload import Planner, WorkloadLog, needs_encoding, partition_values, serial_kinds
 
-A, B, C = (1, "p1", 10, None), (2, "p2", 20, None), (3, "p0", 30, "x")
-A2 = (1, "p1", 15, None)
+A, B = (1, "p1", 10, None, None, None, None), (2, "p2", 20, None, None, None, None)
+C = (3, "p0", 30, None, None, None, "x")
+A2 = (1, "p1", 15, None, None, None, None)
 
 
 def model() -> VersionedModel:
@@ -83,8 +86,9 @@ def test_model_applies_every_kind_of_change() -> None:
     m = model()
     assert m.rows(-1) == [] and m.rows(1) == [A2, B] and m.rows(4) == [A2, C]
     assert [m.changed(v) for v in range(5)] == [True, True, False, True, True]
-    overwrite = Change("overwrite_partition", rows=((7, "p1", 1, None),), part="p1").apply({1: A, 2: B})
-    assert sorted(overwrite.values()) == [(2, "p2", 20, None), (7, "p1", 1, None)]
+    seven = (7, "p1", 1, None, None, None, None)
+    overwrite = Change("overwrite_partition", rows=(seven,), part="p1").apply({1: A, 2: B})
+    assert sorted(overwrite.values()) == [B, seven]
     with pytest.raises(ValueError, match="every version from 0"):
         VersionedModel({1: Change("append")})
 
@@ -175,22 +179,112 @@ def test_plan_covers_every_stretch_and_boundary() -> None:
     assert (5, 5) not in plan.feed_ranges()
 
 
-def test_planners_of_concurrent_writers_never_share_keys() -> None:
+def test_planners_of_concurrent_writers_never_share_fresh_keys() -> None:
     config = DeltaCdfConfig()
-    state = {k: (k, f"p{k % 3}", 0, None) for k in range(30)}
-    planners = [Planner(config, w, 2, state, seed=w) for w in range(2)]
+    known = {k: f"p{k % 3}" for k in range(30)}
+    planners = [Planner(config, w, 2, known, w, ["p0", "p1", "p2"], WorkloadLog().coverage) for w in range(2)]
     for planner in planners:
-        for kind in ("append", "update", "delete", "merge"):
-            planner.step(kind)
-    owned = [{k for k in p.keys} for p in planners]
+        for kind in ("append", "update", "delete", "merge", "merge_clauses"):
+            planner.op(kind)
+    owned = [set(p.keys) for p in planners]
     assert not owned[0] & owned[1]
     assert all(k % 2 == w for w, keys in enumerate(owned) for k in keys)
 
 
-def test_serial_plan_has_every_kind_and_one_schema_change() -> None:
-    kinds = serial_kinds(16, random.Random(1))
-    assert len(kinds) == 16 and kinds.count("schema") == 1
-    assert {"append", "update", "delete", "merge", "overwrite"} <= set(kinds)
+def test_serial_plan_has_every_kind_one_schema_change_and_the_large_merges() -> None:
+    kinds = serial_kinds(16, random.Random(1), large_merges=2)
+    assert len(kinds) == 18 and kinds.count("schema") == 1 and kinds.count("merge_large") == 2
+    assert {"append", "update", "delete", "merge", "merge_clauses", "overwrite"} <= set(kinds)
+
+
+def test_merge_with_every_clause_follows_sql_semantics() -> None:
+    """Matched U updates (the target keeps its partition), matched D deletes, unmatched U inserts, unmatched D is
+    ignored; not-matched-by-source touches only target rows that existed before the MERGE."""
+    d = (4, "p1", 40, None, None, None, None)
+    state = {1: A, 2: B, 4: d}
+    source = (
+        (1, "pX", 99, 5, Decimal("1.5"), 0, "n"),
+        (2, "p2", 0, None, None, None, None),
+        (8, "p1", 80, None, None, None, None),
+        (9, "p1", 90, None, None, None, None),
+    )
+    merged = Change("merge", rows=source, clauses=MergeClauses(("U", "D", "U", "D"), "update", "p1")).apply(state)
+    assert merged == {
+        1: (1, "p1", 99, 5, Decimal("1.5"), 0, "n"),
+        4: (4, "p1", 41, None, None, None, None),
+        8: (8, "p1", 80, None, None, None, None),
+    }
+    deleted = Change("merge", rows=source[:1], clauses=MergeClauses(("U",), "delete", "p1")).apply(state)
+    assert sorted(deleted) == [1, 2]
+
+
+def test_an_empty_partition_value_reads_back_as_null_and_rows_compare_across_engines() -> None:
+    from datetime import UTC, datetime
+
+    record = {
+        "id": 1,
+        "part": "",
+        "val": 2,
+        "big": None,
+        "amount": Decimal("1.500000000"),
+        "ts": datetime(1, 1, 1, tzinfo=UTC),
+        "note": None,
+    }
+    assert row_of(record) == (1, None, 2, None, Decimal("1.5"), -62135596800000000, None)
+
+
+def test_ops_round_trip_through_json() -> None:
+    op = Op(
+        "merge_clauses",
+        rows=((1, None, 2, -(2**63), Decimal("0.000000001"), 5, "a'b"),),
+        clauses=MergeClauses(("D",), "delete", None),
+        with_note=True,
+    )
+    assert Op.from_json(op.to_json()) == op
+    with pytest.raises(ValueError, match="unknown op kind"):
+        Op("upsert")
+
+
+def test_adversarial_partition_values_are_distinct_and_avoid_what_a_known_bug_needs() -> None:
+    config = DeltaCdfConfig(partitions=12)
+    values = partition_values(config, random.Random(3), WorkloadLog().coverage, avoid=False)
+    assert len(set(values)) == 12 and any(needs_encoding(v) for v in values)
+    safe = partition_values(config, random.Random(3), WorkloadLog().coverage, avoid=True)
+    assert not any(needs_encoding(v) for v in safe) and len(set(safe)) == 12
+    plain = DeltaCdfConfig(partition_values="plain", partitions=3)
+    assert partition_values(plain, random.Random(3), WorkloadLog().coverage, avoid=True) == ["p0", "p1", "p2"]
+
+
+def test_known_bugs_apply_to_their_version_range_only() -> None:
+    (bug,) = known_bugs.KNOWN_BUGS
+    assert not bug.affects("1.5.1") and not bug.affects("1.6.0") and bug.affects("1.6.6")
+    assert known_bugs.avoided(False, "1.6.6") == [] and known_bugs.avoided(True, "1.6.6") == [bug]
+
+
+def test_deep_profile_fills_what_was_not_set_and_explicit_settings_win() -> None:
+    deep = DeltaCdfConfig(profile="deep", seed=3, partitions=10)
+    assert deep.merge_matched_rows == DEEP["merge_matched_rows"] > 8192 and deep.partitions == 10
+    assert DeltaCdfConfig().merge_matched_rows < 8192
+
+
+def test_commits_accounted_for_names_outside_lost_and_duplicated_commits() -> None:
+    check = oracle.check_commits_accounted_for(
+        5,
+        dict.fromkeys(range(5)),
+        [],
+        ["v4 WRITE by Apache-Spark (app backfill)"],
+        {"w0-1": 1, "w0-2": 1},
+        {"w0-1": [0, 2]},
+    )
+    assert not check.passed and check.facts["first_version"] == 2
+    for text in (
+        "not made by this workload: v4 WRITE by Apache-Spark",
+        "acknowledged commit(s) not in the log: ['w0-2']",
+        "commit w0-1 is in the log 2 times",
+    ):
+        assert text in check.detail
+    gap = oracle.check_commits_accounted_for(4, dict.fromkeys((0, 1, 3)), [2], [], {}, {})
+    assert "commit file of v2 is missing from _delta_log" in gap.detail
 
 
 def test_config_names_bad_values() -> None:
@@ -198,3 +292,15 @@ def test_config_names_bad_values() -> None:
         DeltaCdfConfig(fault="sometimes")
     with pytest.raises(pydantic.ValidationError):
         DeltaCdfConfig(serial_commits=2)
+
+
+def test_a_commit_that_landed_despite_its_writers_error_is_named_not_blamed_on_outside() -> None:
+    from assets.delta_cdf.tablelog import Forensics
+
+    landed = "v3 MERGE by delta-rs:py-1.6.6 (its writer got DeltaError: Invalid Checkpoint)"
+    check = oracle.check_commits_accounted_for(3, {0: 0, 1: 1, 2: 2, 3: 3}, [], [], {"a": 1, "b": 1, "c": 1},
+                                               {"a": [0], "b": [1], "c": [2], "d": [3]}, [landed])  # fmt: skip
+    assert check.passed and f"1 more landed although their writer got an error: {landed}" in check.detail
+    found = Forensics(committed_despite_error=[landed]).describe()
+    assert "1 commit(s) of this workload landed although their writer got an error: v3 MERGE" in found
+    assert "not made by this workload" not in found

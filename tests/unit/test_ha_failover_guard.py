@@ -14,44 +14,56 @@ from assets.ha_failover.faults import (
     PatroniRestInjector,
     choose_injector,
 )
-from assets.ha_failover.guard import require_destructive_opt_in
 from assets.ha_failover.monitor import Sample, leader_timeline, split_brain_rounds
 from regression_pipelines.errors import UnsafeTargetError
+from regression_pipelines.kit.guard import require_destructive_opt_in
 from resources.patroni import PatroniResource
 from resources.patroni.client import ClusterTarget, Member
-from tests.areas import materialize_area, step_failure
+from tests.areas import materialize_area, skip_reasons, step_failure
 
 TARGET = ClusterTarget("127.0.0.1", (Member("pg0", 1, 2), Member("pg1", 3, 4)), 5, 6, "postgres", "pw")
 
 
+def _guard(allow_destructive: bool, target: str, allow_list: list[str], host: str) -> None:
+    """The kit's one guard, as run_area applies it to this area (its `target` included)."""
+    require_destructive_opt_in("ha_failover is destructive", allow_destructive, [host], allow_list, target)
+
+
 def test_missing_opt_in_refuses() -> None:
     with pytest.raises(UnsafeTargetError, match="allow_destructive: true"):
-        require_destructive_opt_in(False, "lab", [], "127.0.0.1")
+        _guard(False, "lab", [], "127.0.0.1")
 
 
 def test_lab_target_must_be_loopback() -> None:
     with pytest.raises(UnsafeTargetError, match="not loopback"):
-        require_destructive_opt_in(True, "lab", [], "10.0.0.7")
+        _guard(True, "lab", [], "10.0.0.7")
 
 
 def test_non_allow_listed_target_refuses() -> None:
     with pytest.raises(UnsafeTargetError, match="not in allow_list"):
-        require_destructive_opt_in(True, "db1.prod", [], "db1.prod")
+        _guard(True, "db1.prod", [], "db1.prod")
 
 
 def test_allow_listed_target_must_match_the_resource() -> None:
     with pytest.raises(UnsafeTargetError, match="points at"):
-        require_destructive_opt_in(True, "db1.stage", ["db1.stage"], "db1.prod")
-    require_destructive_opt_in(True, "db1.stage", ["db1.stage"], "db1.stage")
-    require_destructive_opt_in(True, "lab", [], "127.0.0.1")
+        _guard(True, "db1.stage", ["db1.stage"], "db1.prod")
+    _guard(True, "db1.stage", ["db1.stage"], "db1.stage")
+    _guard(True, "lab", [], "127.0.0.1")
 
 
-def test_asset_without_opt_in_fails_before_contacting_anything(tmp_path: Path) -> None:
+def test_the_asset_refuses_a_foreign_target_before_contacting_it(tmp_path: Path) -> None:
+    resource = PatroniResource(host="10.0.0.7", rest_ports=[1, 2, 3], pg_ports=[4, 5, 6])
+    result = materialize_area(AREA, tmp_path, resources={"patroni": resource}, config={"allow_destructive": True})
+    assert not result.success and "target is 'lab' but the resource points at '10.0.0.7'" in step_failure(result)
+
+
+def test_asset_without_opt_in_is_skipped_before_contacting_anything(tmp_path: Path) -> None:
     # The resource points at closed ports: reaching any of them would give a ResourceConfigError instead.
     resource = PatroniResource(rest_ports=[1, 2, 3], pg_ports=[4, 5, 6], haproxy_rw_port=7, haproxy_ro_port=8)
     result = materialize_area(AREA, tmp_path, resources={"patroni": resource})
-    assert not result.success
-    assert "allow_destructive: true" in step_failure(result) and "did nothing" in step_failure(result)
+    assert result.success and result.get_asset_check_evaluations() == []
+    assert result.get_asset_materialization_events() == []
+    assert "set allow_destructive: true" in skip_reasons(result)["ha_failover"]
 
 
 def test_choose_injector() -> None:

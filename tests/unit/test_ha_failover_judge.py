@@ -8,7 +8,6 @@ import pytest
 
 from assets.ha_failover.config import FailoverConfig
 from assets.ha_failover.faults import Mode
-from assets.ha_failover.ledger import LedgerVerdict
 from assets.ha_failover.monitor import Sample
 from assets.ha_failover.recovery import ClusterState, Recovery
 from assets.ha_failover.scenario import (
@@ -19,6 +18,7 @@ from assets.ha_failover.scenario import (
     Observed,
     judge,
 )
+from regression_pipelines.kit.checkers.ledger import LedgerVerdict
 from resources.patroni.client import ClusterTarget, Member
 
 TARGET = ClusterTarget("127.0.0.1", (Member("pg0", 1, 2), Member("pg1", 3, 4)), 5, 6, "postgres", "pw")

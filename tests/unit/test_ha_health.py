@@ -102,3 +102,24 @@ def test_bad_patroni_url_is_a_clear_error_without_secret() -> None:
         resource.checked_target()
     assert "no Patroni REST API answered at http://127.0.0.1:1/patroni" in str(err.value)
     assert "s3cret-pw" not in str(err.value)
+
+
+def test_no_leader_names_the_stalled_dcs_the_members_report() -> None:
+    """etcd paused past the TTL: every member demoted; their REST APIs say when they last reached the DCS."""
+    now = 1000.0
+    members = [
+        MemberView(name, False, "replica", "running", 1, True, dcs_last_seen=now - age)
+        for name, age in (("pg0", 18.2), ("pg1", 17.9), ("pg2", 1.0))
+    ]
+    obs = HealthObservation(members=members, observed_at=now)
+    result = evaluate_health(obs, HealthConfig())
+    leader = result.invariant(SINGLE_LEADER)
+    assert not leader.passed
+    assert "observed: Patroni last reached its DCS (etcd) pg0 18 s ago, pg1 18 s ago" in leader.detail
+    assert result.metric("health.dcs_contact_age_s_max").value == pytest.approx(18.2)
+
+
+def test_no_leader_with_recent_dcs_contact_says_unexplained() -> None:
+    members = [MemberView("pg0", False, "replica", "running", 1, True, dcs_last_seen=999.0)]
+    result = evaluate_health(HealthObservation(members=members, observed_at=1000.0), HealthConfig())
+    assert "cause unexplained" in result.invariant(SINGLE_LEADER).detail

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from assets.ha_failover.ledger import Op, Outcome, Row, judge_ledger, ledger_table_name, write_history_jsonl
+from assets.ha_failover.ledger import ledger_table_name
+from regression_pipelines.kit.checkers.ledger import Op, Outcome, Row, judge_ledger, write_history_jsonl
 
 ACK, FAIL, UNK = Outcome.ACKNOWLEDGED, Outcome.FAILED, Outcome.UNKNOWN
 
@@ -73,3 +74,27 @@ def test_history_jsonl_has_one_op_per_line(tmp_path: Path) -> None:
 
 def test_ledger_table_name_is_sql_safe() -> None:
     assert ledger_table_name("3f2a-Bc;DROP TABLE x") == "ha_ledger_3f2abcdroptablex"
+
+
+def test_the_default_outcome_rules_of_the_kit_writer() -> None:
+    """Never sent: failed; sent and the connection broke: unknown; refused by a live server: failed."""
+    import psycopg
+
+    from regression_pipelines.kit.checkers.ledger import classify_by_connection
+
+    assert classify_by_connection(psycopg.OperationalError("refused"), sent=False) is FAIL
+    assert classify_by_connection(psycopg.OperationalError("server closed the connection"), sent=True) is UNK
+    assert classify_by_connection(psycopg.errors.UniqueViolation("duplicate"), sent=True) is FAIL
+
+
+def test_the_failover_writer_treats_a_read_only_refusal_as_failed() -> None:
+    import psycopg
+
+    from assets.ha_failover.ledger import classify
+
+    class ReadOnly(psycopg.errors.ReadOnlySqlTransaction):
+        pass
+
+    assert classify(ReadOnly("read-only"), sent=True) is FAIL
+    assert classify(psycopg.errors.QueryCanceled("timeout"), sent=True) is UNK
+    assert classify(psycopg.OperationalError("no route"), sent=False) is FAIL

@@ -14,9 +14,10 @@ import pytest
 from regression_pipelines.kit import Area, AreaConfig, AreaSkipped, describe_validation_error
 from regression_pipelines.kit.discovery import AreaDiscoveryError, discover_areas
 from regression_pipelines.kit.factory import check_results
+from regression_pipelines.kit.supervisor import NO_LEFTOVERS, RUN_COMPLETED
 from regression_pipelines.measure import NO_OPERATION_ERRORS
-from regression_pipelines.results import Invariant, Metric, ScenarioResult, skip_reason_from_metadata
-from tests.areas import ToyConfig, materialize_area, toy_area
+from regression_pipelines.results import Invariant, Metric, ScenarioResult
+from tests.areas import ToyConfig, materialize_area, skip_reasons, toy_area
 
 
 def _result(*invariants: Invariant) -> ScenarioResult:
@@ -27,7 +28,13 @@ def test_one_check_result_per_declared_invariant_and_a_missing_one_fails() -> No
     area = toy_area(_result, invariants=("no_loss", "isolated"))
     result = _result(Invariant("no_loss", True, "0 lost"), Invariant(NO_OPERATION_ERRORS, True, "0 errors"))
     outcome = {c.check_name: c.passed for c in check_results(area, result, set(area.checks))}
-    assert outcome == {"no_loss": True, "isolated": False, NO_OPERATION_ERRORS: True}
+    assert outcome == {
+        "no_loss": True,
+        "isolated": False,
+        NO_OPERATION_ERRORS: True,
+        RUN_COMPLETED: False,  # only the supervisor adds these; a result without them did not pass them
+        NO_LEFTOVERS: False,
+    }
     missing = [c for c in check_results(area, result, {"isolated"})]
     assert missing[0].metadata["detail"].value == "the scenario did not evaluate this invariant"
 
@@ -69,10 +76,10 @@ def test_skipped_area_records_its_reason_and_no_check_results(tmp_path: Path) ->
 
     result = materialize_area(toy_area(produce, invariants=("placement_ok",)), tmp_path)
     assert result.success
-    (event,) = result.get_asset_materialization_events()
-    assert skip_reason_from_metadata(event.materialization.metadata) == (
-        "no Citus reachable at 127.0.0.1:9700 (connection refused)"
-    )
+    assert result.get_asset_materialization_events() == []  # Dagster's way not to materialize
+    assert skip_reasons(result) == {"toy_area": "no Citus reachable at 127.0.0.1:9700 (connection refused)"}
+    (observation,) = result.get_asset_observation_events()
+    assert observation.asset_observation_data.asset_observation.description.startswith("skipped: no Citus")
     assert result.get_asset_check_evaluations() == []  # neither passed nor failed: not executed
 
 

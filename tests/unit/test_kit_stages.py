@@ -12,6 +12,7 @@ import pytest
 from regression_pipelines.kit import Area, AreaSkipped, RunContext, Stage
 from regression_pipelines.kit.discovery import AreaDiscoveryError, check_asset_names
 from regression_pipelines.kit.factory import area_asset
+from regression_pipelines.kit.supervisor import NO_LEFTOVERS, RUN_COMPLETED
 from regression_pipelines.measure import NO_OPERATION_ERRORS
 from regression_pipelines.reports.history import read_area
 from regression_pipelines.reports.scorecard import newest_invariants
@@ -124,6 +125,8 @@ def test_graph_wires_upstream_area_downstream_with_checks_where_they_judge() -> 
     assert checks == {
         ("staged", "fed"),
         ("staged", NO_OPERATION_ERRORS),
+        ("staged", RUN_COMPLETED),
+        ("staged", NO_LEFTOVERS),
         ("staged", "performance_regression"),
         ("staged_sink", "sink_ok"),
     }
@@ -161,7 +164,8 @@ def test_a_skipped_area_materializes_no_stage(tmp_path: Path) -> None:
 
     result = _materialize(_area(Counting(skipped)), tmp_path)
     assert result.success
-    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == ["staged"]
+    assert result.get_asset_materialization_events() == []
+    assert [e.asset_key.to_user_string() for e in result.get_asset_observation_events()] == ["staged"]
     assert result.get_asset_check_evaluations() == []
 
 
@@ -181,15 +185,23 @@ def test_summary_and_scorecard_file_stage_checks_under_the_area() -> None:
         result = dg.materialize([area_asset(area)], instance=instance)
         graph = dg.Definitions(assets=[area_asset(area)]).resolve_asset_graph()
         (outcome,) = _outcomes(result, ["staged"], stage_owners(graph))
-        assert outcome.metrics and not outcome.invariants_passed
+        assert outcome.metrics and outcome.verdict == "failed"
         passed = {i.name: i.passed for i in outcome.invariants}
-        assert passed == {"fed": True, NO_OPERATION_ERRORS: True, "sink_ok": False}
+        assert passed == {
+            "fed": True,
+            NO_OPERATION_ERRORS: True,
+            RUN_COMPLETED: True,
+            NO_LEFTOVERS: True,
+            "sink_ok": False,
+        }
         record = instance.fetch_materializations(dg.AssetKey("staged"), limit=1).records[0]
         found = newest_invariants(instance, area, record)
         synced = read_area(instance, area, None, set()).rows["invariants"]
     assert found["sink_ok"] == (False, "the scenario did not evaluate this invariant")
     filed = {row["invariant"]: row["materialization_id"] for row in synced}
-    assert filed == dict.fromkeys(("fed", NO_OPERATION_ERRORS, "sink_ok"), record.storage_id)
+    assert filed == dict.fromkeys(
+        ("fed", NO_OPERATION_ERRORS, RUN_COMPLETED, NO_LEFTOVERS, "sink_ok"), record.storage_id
+    )
 
 
 def test_the_sensor_judges_the_area_not_its_stages() -> None:

@@ -13,7 +13,7 @@ from regression_pipelines.lab import control
 from regression_pipelines.lab.errors import NotLabOwnedError
 from regression_pipelines.lab.services import rabbitmq
 from regression_pipelines.lab.settings import LabSettings, lab_env_defaults
-from regression_pipelines.resources_config import apply_lab_defaults
+from regression_pipelines.resources_config import lab_resources
 
 
 @pytest.fixture
@@ -30,9 +30,10 @@ def test_lab_owns_its_broker_by_default_and_resources_point_at_it(env: pytest.Mo
     assert s.rabbitmq_reuse_address is None and rabbitmq.SERVICE.outside(s) is None
     assert lab_env_defaults(s)["REGRESS_RABBITMQ_PORT"] == str(s.rabbitmq_port) == "15773"
     assert rabbitmq.SERVICE.endpoint(s) == {"host": "127.0.0.1", "port": 15773, "user": "guest", "reused": False}
-    env.setattr(os, "environ", dict(os.environ))  # apply_lab_defaults writes os.environ: keep it to this test
-    apply_lab_defaults()
-    assert os.environ["REGRESS_RABBITMQ_PORT"] == "15773" and os.environ["REGRESS_RABBITMQ_HOST"] == "127.0.0.1"
+    before = dict(os.environ)
+    broker = lab_resources()["rabbitmq"]
+    assert (broker.host, broker.port) == ("127.0.0.1", 15773)
+    assert dict(os.environ) == before  # the lab profile reads the environment, never writes it
 
 
 def test_reuse_only_when_configured_and_resources_follow(env: pytest.MonkeyPatch) -> None:

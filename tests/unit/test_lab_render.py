@@ -18,12 +18,12 @@ def _settings(monkeypatch, **env: str) -> LabSettings:
 
 
 def test_patroni_yml_follows_settings_and_timings(monkeypatch) -> None:
-    s = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="1000", REGRESS_LAB_DIR="/tmp/lab-x")
+    s = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="1100", REGRESS_LAB_DIR="/tmp/lab-x")
     doc = yaml.safe_load(patroni.patroni_yml(s, 1))
     assert doc["name"] == "pg1"
-    assert doc["restapi"]["listen"] == "127.0.0.1:19009"
-    assert doc["postgresql"]["listen"] == "127.0.0.1:16434"
-    assert doc["etcd3"]["hosts"] == "127.0.0.1:13379"
+    assert doc["restapi"]["listen"] == "127.0.0.1:19109"
+    assert doc["postgresql"]["listen"] == "127.0.0.1:16534"
+    assert doc["etcd3"]["hosts"] == "127.0.0.1:13479"
     dcs = doc["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (10, 2, 5)
     assert dcs["synchronous_mode"] is False
@@ -63,7 +63,7 @@ def test_alertmanager_webhook_default_and_override(monkeypatch) -> None:
 
 def test_rabbitmq_names_and_ports_shift_with_offset(monkeypatch) -> None:
     a = _settings(monkeypatch)
-    b = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="1000")
+    b = _settings(monkeypatch, REGRESS_LAB_PORT_OFFSET="1100")
     assert a.rabbitmq_nodename != b.rabbitmq_nodename and a.lab_name != b.lab_name
     env_b = rabbitmq.rabbitmq_env(b)
     assert f"NODE_PORT={b.rabbitmq_port}" in env_b and f"DIST_PORT={b.rabbitmq_dist_port}" in env_b

@@ -115,12 +115,12 @@ def test_regress_run_output_shows_kind_samples_and_the_not_judged_tally() -> Non
     outcome = AreaOutcome(
         area="demo_area",
         metrics=[Metric("writes", 150, "ops", kind=MetricKind.VOLUME), Metric("p99_ms", 2.0, "ms", samples=12)],
-        verdicts=[
+        vs_baseline=[
             {"metric": "writes", "status": "not_judged", "verdict": "not_judged", "summary": "writes: ..."},
             {"metric": "p99_ms", "status": "insufficient_data", "verdict": "insufficient_data", "summary": "..."},
         ],
     )
-    summary = RunSummary(run_id="r1", success=True, outcomes=[outcome], dagster_home="/tmp")
+    summary = RunSummary(run_id="r1", run_status="SUCCESS", outcomes=[outcome], dagster_home="/tmp")
     table = render_table(summary)
     assert "ops  (volume)" in table and "vs baseline: 1 insufficient data, 1 not judged" in table
     metrics = summary.to_json()["areas"][0]["metrics"]

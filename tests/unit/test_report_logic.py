@@ -14,7 +14,7 @@ from regression_pipelines.reports.content import AreaSection, Chart, ReportConte
 from regression_pipelines.reports.health import area_status, health_score
 from regression_pipelines.reports.model import AreaCard, AreaStatus, Scorecard
 from regression_pipelines.reports.page import render
-from regression_pipelines.reports.series import MAX_POINTS, MetricHistory, build_view, keep_indices
+from regression_pipelines.reports.series import MAX_POINTS, MetricHistory, build_view, keep_indices, settings_difference
 from regression_pipelines.reports.window import parse_since
 
 # --- health and status -----------------------------------------------------------------------------------------
@@ -118,8 +118,26 @@ def test_runs_with_other_settings_are_shown_apart_and_not_judged_with_the_rest()
     view = build_view(_history(values, keys=keys), MetricPolicy(min_change_pct=5), 0)
     assert view is not None
     assert view.changes == []  # the faulted runs never joined the clean series
-    assert [t.label for t in view.others] == ['settings {"fault": "no_ttl"}']
+    assert [t.label for t in view.others] == ["other settings: fault=no_ttl"]  # what differs, not the JSON
     assert len(view.main.at_ms) == 30 and view.others[0].values == [50.0] * 5
+
+
+def test_a_legend_names_what_differs_from_the_newest_settings() -> None:
+    newest = '{"fault": "none", "readers": 4}'
+    assert settings_difference('{"fault": "no_ttl", "readers": 4}', newest) == "fault=no_ttl"
+    assert settings_difference('{"fault": "none", "readers": 8, "max_ops": 0.5}', newest) == "max_ops=0.5, readers=8"
+    assert settings_difference("{}", newest) == "no fault, no readers"
+
+
+def test_a_chart_with_few_runs_says_what_it_will_show_and_keeps_legend_off_the_title() -> None:
+    view = build_view(_history([10.0]), MetricPolicy(), 0)
+    assert view is not None
+    layout = trend_figure(view, lambda run: 0)["layout"]
+    (note,) = [a for a in layout["annotations"] if "so far" in a["text"]]
+    assert "1 run(s) with these settings so far" in note["text"] and "judged from 10 runs" in note["text"]
+    assert layout["legend"]["yanchor"] == "top" and layout["legend"]["y"] < 0  # under the plot, not at the title
+    many = build_view(_history([10.0] * 12), MetricPolicy(), 0)
+    assert many is not None and not trend_figure(many, lambda run: 0)["layout"]["annotations"]
 
 
 def test_nothing_measured_gives_no_chart() -> None:

@@ -10,8 +10,12 @@ from regression_pipelines.results import (
     Metric,
     MetricKind,
     ScenarioResult,
+    Verdict,
     invariants_from_metadata,
+    metric_values,
     metrics_from_metadata,
+    overall_verdict,
+    settings_label,
     to_metadata,
 )
 
@@ -76,7 +80,7 @@ def test_kind_and_samples_round_trip() -> None:
         "a.writes": (MetricKind.VOLUME, None),
         "a.version": (MetricKind.INFO, None),
     }
-    assert metadata["metric/a.p99_ms"] == 4.2  # the plotted value key is unchanged
+    assert metadata["metric/a.p99_ms (ms)"] == 4.2  # the plotted key names the unit
 
 
 def test_metadata_stored_before_kinds_reads_back_as_performance_without_samples() -> None:
@@ -98,3 +102,43 @@ def test_bad_sample_count_is_rejected(kwargs: dict, message: str) -> None:
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ValueError):
         Metric("a", 1, "ms", kind="throughput")  # type: ignore[arg-type]
+
+
+def test_keys_carry_unit_and_settings_and_values_are_rounded() -> None:
+    result = ScenarioResult(
+        area="demo",
+        metrics=[Metric("a.hit_ratio", 0.062018500000000004, "ratio"), Metric("a.rows", 1234567, "rows")],
+    )
+    metadata = to_metadata(result, settings="fault=no_ttl")
+    assert metadata["metric/a.hit_ratio (ratio) [fault=no_ttl]"] == 0.062019
+    assert metadata["metric/a.rows (rows) [fault=no_ttl]"] == 1234567  # whole numbers stay exact
+    assert metadata["regress/settings"] == "fault=no_ttl"
+    assert [m.name for m in metrics_from_metadata(metadata)] == ["a.hit_ratio", "a.rows"]
+    assert metric_values(metadata)["a.hit_ratio"] == 0.062019
+
+
+def test_keys_written_before_units_still_read_back() -> None:
+    old = {"metric/a.p99_ms": 4.2, "regress/metric_schema": json.dumps({"a.p99_ms": {"unit": "ms"}})}
+    assert [(m.name, m.value, m.unit) for m in metrics_from_metadata(old)] == [("a.p99_ms", 4.2, "ms")]
+
+
+def test_settings_label_names_what_differs_from_the_defaults() -> None:
+    defaults = {"fault": "none", "modes": ["cache_aside", "write_through"], "readers": 4, "nemesis_at_s": None}
+    clean = {"fault": "none", "modes": "cache_aside,write_through", "readers": 4, "engine": "delta-rs"}
+    assert settings_label(clean, defaults) == ""
+    assert settings_label({**clean, "fault": "no_ttl", "readers": 8}, defaults) == "fault=no_ttl, readers=8"
+    assert settings_label({**clean, "synchronous_mode": True}, defaults) == "synchronous_mode=True"
+    assert settings_label({**clean, "synchronous_mode": False, "nemesis_at_s": 1.5}, defaults) == "nemesis_at_s=1.5"
+
+
+def test_metric_names_with_whitespace_are_rejected() -> None:
+    with pytest.raises(ValueError, match="whitespace"):
+        Metric("a b", 1, "ms")
+
+
+def test_the_overall_verdict_is_the_worst_and_skipped_never_passes() -> None:
+    assert overall_verdict([Verdict.PASSED, Verdict.SKIPPED]) is Verdict.PASSED
+    assert overall_verdict([Verdict.PASSED, Verdict.REGRESSED, Verdict.FAILED]) is Verdict.FAILED
+    assert overall_verdict([Verdict.SKIPPED, Verdict.SKIPPED]) is Verdict.SKIPPED
+    assert overall_verdict([Verdict.ERROR, Verdict.FAILED]) is Verdict.ERROR
+    assert overall_verdict([]) is Verdict.NOT_RUN

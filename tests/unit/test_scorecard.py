@@ -4,7 +4,9 @@ warehouse it writes (idempotent, rebuildable from the instance) and the exports 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -167,7 +169,7 @@ def test_exports_read_back_equal_in_duckdb_polars_and_pandas(reported: tuple[Sco
         assert pa.Table.from_pandas(pd.read_parquet(parquet), preserve_index=False).cast(want.schema).equals(want)
         reference = _normalised(want.to_pandas())
         assert _normalised(pd.read_json(js, dtype=False, convert_dates=False)) == reference, table
-        assert _normalised(pl.read_json(js).to_pandas()) == reference, table
+        assert _normalised(pl.read_json(js, infer_schema_length=None).to_pandas()) == reference, table
         assert _normalised(from_json.to_pandas()) == reference, table
     scorecard = json.loads((folder / "scorecard.json").read_text())
     assert Scorecard.from_json(scorecard) == reported[0]
@@ -194,3 +196,69 @@ def test_a_run_that_failed_before_its_scorecard_gets_a_report_run(tmp_path: Path
         request = sensor(context)
     assert isinstance(request, dg.RunRequest) and request.run_key == f"after-{result.run_id}"
     assert sensor.job_name == "regression_reporting"  # type: ignore[attr-defined]
+
+
+def _run_with_reports(areas: list[Any], instance: dg.DagsterInstance, home: Path) -> dg.ExecuteInProcessResult:
+    """The areas and the reporting assets in one run, as full_regression runs them."""
+    from regression_pipelines.kit.factory import area_asset
+    from regression_pipelines.reports.assets import reporting_assets
+
+    report = {"since": "7d", "out_dir": str(home / "reports")}
+    return dg.materialize(
+        [*(area_asset(area) for area in areas), *reporting_assets(areas)],
+        instance=instance,
+        resources={"warehouse": WarehouseResource(path=str(home / "warehouse.duckdb"))},
+        run_config={
+            "ops": {
+                "regression_scorecard": {"config": {"since": "7d"}},
+                "regression_report": {"config": report},
+                "regression_exports": {"config": report},
+            }
+        },
+    )
+
+
+def test_a_skip_observation_is_skipped_everywhere_and_old_skip_materializations_still_read(tmp_path: Path) -> None:
+    from regression_pipelines.kit import AreaSkipped
+
+    def skipped() -> ScenarioResult:
+        raise AreaSkipped("no Citus reachable at 127.0.0.1:1")
+
+    area = toy_area(skipped, name="citus_like")
+    measured = toy_area(lambda: ScenarioResult("measured", [Metric("p50_ms", 1.0, "ms")]), name="measured")
+    with dg.instance_for_test() as instance:
+        run = _run_with_reports([area, measured], instance, tmp_path)
+        assert run.success  # one skipped area does not skip the reports (the scorecard's fan-in input)
+        assert {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()} == {
+            "measured", "regression_scorecard", "regression_report", "regression_exports",
+        }  # fmt: skip
+        card = latest_scorecard(instance).card("citus_like")
+        assert (card.status, card.skip_reason, card.run_id) == (AreaStatus.SKIPPED, "no Citus reachable at 127.0.0.1:1",
+                                                                run.run_id)  # fmt: skip
+        assert instance.get_run_by_id(run.run_id).tags["regress/verdict"] == "passed"  # skipped never fails it
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+            rows = conn.execute("SELECT status, skip_reason FROM runs WHERE area = 'citus_like'").fetchall()
+        assert rows == [("skipped", "no Citus reachable at 127.0.0.1:1")]
+
+        legacy = {"regress/area": "old_area", "regress/status": "skipped", "regress/skip_reason": "stored in 2026-11"}
+        instance.report_runless_asset_event(dg.AssetMaterialization("old_area", metadata=legacy))
+        old = toy_area(skipped, name="old_area")
+        with duckdb.connect(str(tmp_path / "old.duckdb")) as conn:
+            tables.ensure_schema(conn)
+            from regression_pipelines.reports.scorecard import area_card
+            from regression_pipelines.reports.window import window_start
+
+            old_card = area_card(instance, old, conn, window_start("7d", datetime.now(UTC)))
+        assert (old_card.status, old_card.skip_reason) == (AreaStatus.SKIPPED, "stored in 2026-11")
+
+
+def test_a_failed_invariant_tags_the_successful_run_failed(tmp_path: Path) -> None:
+    from regression_pipelines.results import Invariant
+
+    def broken() -> ScenarioResult:
+        return ScenarioResult("broken", [Metric("p50_ms", 1.0, "ms")], [Invariant("no_loss", False, "3 lost")])
+
+    with dg.instance_for_test() as instance:
+        run = _run_with_reports([toy_area(broken, name="broken", invariants=("no_loss",))], instance, tmp_path)
+        stored = instance.get_run_by_id(run.run_id)
+    assert stored.status == dg.DagsterRunStatus.SUCCESS and stored.tags["regress/verdict"] == "failed"

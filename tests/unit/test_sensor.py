@@ -335,3 +335,20 @@ def test_invariant_the_scenario_never_evaluated_alerts(harness: Harness, tmp_pat
     [alert] = harness.alerts()
     assert alert["labels"]["alertname"] == "InvariantFailed" and alert["labels"]["invariant"] == "ttl"
     assert "did not evaluate" in alert["annotations"]["description"]
+
+
+def test_a_matrix_variants_run_never_alerts(harness: Harness) -> None:
+    """`regress matrix` records an old version's known failures on purpose; its grid is the verdict."""
+    from regression_pipelines.matrix.run import MATRIX_TAG, VARIANT_TAG
+
+    _baseline(harness)
+    harness.tick()
+    broken = ScenarioResult(AREA, [Metric("p99_ms", 99.0, "ms")], [Invariant("no_stale_reads", False, "12 stale")])
+    area = toy_area(lambda: broken, AREA, ("no_stale_reads",))
+    tags = {MATRIX_TAG: "m1", VARIANT_TAG: "pkg==1"}
+    assert dg.materialize([area_asset(area)], instance=harness.instance, tags=tags).success
+    harness.tick()
+    assert harness.alerts() == []
+    harness.record(10.0, stale_ok=False)  # the next ordinary run is judged as before
+    harness.tick()
+    assert [a["labels"]["alertname"] for a in harness.alerts()] == ["InvariantFailed"]

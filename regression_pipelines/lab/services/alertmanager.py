@@ -9,11 +9,12 @@ from regression_pipelines.lab.files import service_dir, write_file
 from regression_pipelines.lab.health import Probe, http_get, short
 from regression_pipelines.lab.procs import spawn
 from regression_pipelines.lab.render import render
-from regression_pipelines.lab.service import Binary, LabService, PortClaim
+from regression_pipelines.lab.service import AdminTool, Binary, LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
 ALERTMANAGER = Binary(Path("/usr/bin/prometheus-alertmanager"), "prometheus-alertmanager")
+AMTOOL = Binary(Path("/usr/bin/amtool"), "prometheus-alertmanager")
 TEMPLATE = "alertmanager.yml.tmpl"
 
 
@@ -48,6 +49,10 @@ class Alertmanager(LabService):
             return code == 200, f"HTTP {code}"
         except Exception as exc:
             return False, short(exc)
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        argv = (str(AMTOOL.path), f"--alertmanager.url=http://{LAB_HOST}:{s.alertmanager_port}")
+        return AdminTool(AMTOOL, argv, default_args=("alert", "query"))
 
     def endpoint(self, s: LabSettings) -> dict[str, Any]:
         return {"url": f"http://{LAB_HOST}:{s.alertmanager_port}", "webhook_url": s.alertmanager_webhook_url}

@@ -14,7 +14,7 @@ from regression_pipelines.lab.files import service_dir
 from regression_pipelines.lab.health import Probe, pg_query, short
 from regression_pipelines.lab.pg_server import initdb_once, postgres_argv
 from regression_pipelines.lab.procs import spawn
-from regression_pipelines.lab.service import LabService, PortClaim
+from regression_pipelines.lab.service import AdminTool, LabService, PortClaim, psql
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
@@ -52,6 +52,9 @@ class DagsterStorage(LabService):
 
     def port_claims(self, s: LabSettings) -> list[PortClaim]:
         return [PortClaim(NAME, s.dagster_storage_port, "dagster_storage_port")]
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        return psql(s.dagster_storage_port, s.dagster_storage_user, s.dagster_storage_password, s.dagster_storage_db)
 
     def start(self, s: LabSettings, process: str) -> int:
         base = service_dir(s, NAME, "postgres")

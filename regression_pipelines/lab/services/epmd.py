@@ -9,7 +9,7 @@ from regression_pipelines.lab.binaries import SETPRIV
 from regression_pipelines.lab.files import service_dir
 from regression_pipelines.lab.health import Probe, port_open
 from regression_pipelines.lab.procs import spawn
-from regression_pipelines.lab.service import Binary, LabService, PortClaim
+from regression_pipelines.lab.service import AdminTool, Binary, LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
@@ -33,6 +33,10 @@ class Epmd(LabService):
 
     def probe(self, s: LabSettings, process: str) -> Probe:
         return port_open(s.rabbitmq_epmd_port)
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        env = (("ERL_EPMD_ADDRESS", LAB_HOST),)
+        return AdminTool(EPMD, (str(EPMD.path), "-port", str(s.rabbitmq_epmd_port)), env, default_args=("-names",))
 
 
 SERVICE = Epmd()

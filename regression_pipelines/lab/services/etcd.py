@@ -8,11 +8,12 @@ from pathlib import Path
 from regression_pipelines.lab.files import service_dir
 from regression_pipelines.lab.health import Probe, http_get, short
 from regression_pipelines.lab.procs import spawn
-from regression_pipelines.lab.service import Binary, LabService, PortClaim
+from regression_pipelines.lab.service import AdminTool, Binary, LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
 ETCD = Binary(Path("/usr/bin/etcd"), "etcd-server")
+ETCDCTL = Binary(Path("/usr/bin/etcdctl"), "etcd-client")
 
 
 class Etcd(LabService):
@@ -41,6 +42,10 @@ class Etcd(LabService):
         ports = {"client": s.etcd_client_port, "peer": s.etcd_peer_port}
         record_service(s, "etcd", pid=pid, ports=ports, started_by_lab=True)
         return pid
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        argv = (str(ETCDCTL.path), f"--endpoints=http://{LAB_HOST}:{s.etcd_client_port}")
+        return AdminTool(ETCDCTL, argv, (("ETCDCTL_API", "3"),), default_args=("endpoint", "status", "-w", "table"))
 
     def probe(self, s: LabSettings, process: str) -> Probe:
         try:

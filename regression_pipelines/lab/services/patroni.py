@@ -16,11 +16,12 @@ from regression_pipelines.lab.health import Probe, http_get, pg_query, short
 from regression_pipelines.lab.pg_roles import ensure_regress_role
 from regression_pipelines.lab.procs import cmdline, is_alive, read_pidfile_pid, spawn
 from regression_pipelines.lab.render import render
-from regression_pipelines.lab.service import Binary, LabService, Leftover, PortClaim
+from regression_pipelines.lab.service import AdminTool, Binary, LabService, Leftover, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
 PATRONI = Binary(Path("/usr/bin/patroni"), "patroni")
+PATRONICTL = Binary(Path("/usr/bin/patronictl"), "patroni")
 TEMPLATE = "patroni.yml.tmpl"
 PREFIX = "patroni-"
 
@@ -174,6 +175,12 @@ class Patroni(LabService):
 
     def summary(self, s: LabSettings) -> Probe:
         return cluster_ok(s)
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        """patronictl with the first member's config (etcd address and scope), as the postgres user."""
+        config = config_path(s, s.patroni_members[0])
+        env = (("HOME", str(member_dir(s, s.patroni_members[0]))), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8"))
+        return AdminTool(PATRONICTL, (str(PATRONICTL.path), "-c", str(config)), env, "postgres", ("list",))
 
     def endpoint(self, s: LabSettings) -> dict[str, Any]:
         return {

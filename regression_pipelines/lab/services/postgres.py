@@ -11,7 +11,7 @@ from regression_pipelines.lab.health import Probe, pg_query, short
 from regression_pipelines.lab.pg_roles import ensure_regress_role
 from regression_pipelines.lab.pg_server import initdb_once, postgres_argv
 from regression_pipelines.lab.procs import spawn
-from regression_pipelines.lab.service import LabService, PortClaim
+from regression_pipelines.lab.service import AdminTool, LabService, PortClaim, psql
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
@@ -49,6 +49,9 @@ class Postgres(LabService):
 
     def endpoint(self, s: LabSettings) -> dict[str, Any]:
         return {"host": LAB_HOST, "port": s.postgres_port, "user": s.postgres_user, "dbname": s.postgres_db}
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        return psql(s.postgres_port, s.postgres_user, s.postgres_password, s.postgres_db)
 
 
 SERVICE = Postgres()

@@ -12,11 +12,13 @@ from regression_pipelines.lab.files import chown_tree, service_dir, write_file
 from regression_pipelines.lab.health import Probe, amqp_ok
 from regression_pipelines.lab.procs import spawn
 from regression_pipelines.lab.render import render
-from regression_pipelines.lab.service import Binary, LabService, Outside, PortClaim
+from regression_pipelines.lab.service import AdminTool, Binary, LabService, Outside, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
 RABBITMQ_SERVER = Binary(Path("/usr/lib/rabbitmq/bin/rabbitmq-server"), "rabbitmq-server")
+# Not /usr/sbin/rabbitmqctl: that wrapper switches HOME to /var/lib/rabbitmq and misses the lab node's cookie.
+RABBITMQCTL = Binary(Path("/usr/lib/rabbitmq/bin/rabbitmqctl"), "rabbitmq-server")
 CONF_TEMPLATE = "rabbitmq.conf.tmpl"
 ENV_TEMPLATE = "rabbitmq-env.conf.tmpl"
 
@@ -97,6 +99,14 @@ class RabbitMQ(LabService):
     def outside(self, s: LabSettings) -> Outside | None:
         reuse = s.rabbitmq_reuse_address
         return Outside(reuse[0], reuse[1], "rabbitmq_reuse") if reuse else None
+
+    def admin_tool(self, s: LabSettings) -> AdminTool | None:
+        """rabbitmqctl against the lab's node: its name, cookie (HOME), env file and epmd port, as rabbitmq."""
+        if self.outside(s) is not None:
+            return None  # an outside broker: use its own tools with its own cookie
+        env = tuple((k, v) for k, v in _process_env(s).items() if k != "RABBITMQ_ALLOW_INPUT")
+        argv = (str(RABBITMQCTL.path), "-n", s.rabbitmq_nodename)
+        return AdminTool(RABBITMQCTL, argv, env, "rabbitmq", ("status",))
 
     def endpoint(self, s: LabSettings) -> dict[str, Any]:
         outside = self.outside(s)

@@ -8,11 +8,12 @@ from typing import Any
 from regression_pipelines.lab.files import service_dir
 from regression_pipelines.lab.health import Probe, short
 from regression_pipelines.lab.procs import spawn
-from regression_pipelines.lab.service import Binary, LabService, PortClaim
+from regression_pipelines.lab.service import AdminTool, Binary, LabService, PortClaim
 from regression_pipelines.lab.settings import LAB_HOST, LabSettings
 from regression_pipelines.lab.state import record_service
 
 REDIS_SERVER = Binary(Path("/usr/bin/redis-server"), "redis-server")
+REDIS_CLI = Binary(Path("/usr/bin/redis-cli"), "redis-tools")
 
 
 class Redis(LabService):
@@ -47,6 +48,10 @@ class Redis(LabService):
 
     def endpoint(self, s: LabSettings) -> dict[str, Any]:
         return {"host": LAB_HOST, "port": s.redis_port}
+
+    def admin_tool(self, s: LabSettings) -> AdminTool:
+        argv = (str(REDIS_CLI.path), "-h", LAB_HOST, "-p", str(s.redis_port))
+        return AdminTool(REDIS_CLI, argv, default_args=("INFO", "server"))
 
 
 SERVICE = Redis()

@@ -1,9 +1,10 @@
-"""The smallest statement sequence that still shows a mismatch: Zeller's ddmin, bounded by a test budget.
+"""The smallest operation sequence that still shows a failure: Zeller's ddmin, bounded by a test budget.
 
-Pure: `shows_mismatch(candidate)` replays a candidate (on fresh tables, in the scenario) and says whether the
-mismatch is still there (None: out of time). The target statement is always kept, only its predecessors are
-reduced. The whole sequence is replayed first: a mismatch that does not come back on fresh tables was not
-caused by the statements (e.g. a shard edited behind the coordinator's back), and is reported as such.
+Pure and shared by every area: `shows_mismatch(candidate)` replays a candidate (on fresh state: new tables, a
+new Delta table, new queues) and says whether the failure is still there (None: out of time). The target
+operation is always kept, only its predecessors are reduced. The whole sequence is replayed first: a failure
+that does not come back on fresh state was not caused by the operations (e.g. a shard edited behind the
+coordinator's back, a nemesis), and is reported as such.
 """
 
 from __future__ import annotations

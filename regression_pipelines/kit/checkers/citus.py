@@ -1,4 +1,5 @@
-"""Black-box checks of a Citus cluster from its coordinator (and, for row placement, its nodes).
+"""Black-box checks of a Citus cluster from its coordinator (and, for row placement, its nodes), shared by the
+Citus areas.
 
 Each returns one Invariant; a query that fails is reported in its check, not raised. Metadata checks cover
 every distributed table of the database; the row check reads the run's own tables only (bounded sample).
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from assets.citus_sharding import coverage
-from assets.citus_sharding.coverage import ShardRange
+from regression_pipelines.errors import ResourceConfigError
+from regression_pipelines.kit.checkers import citus_layout as layout
+from regression_pipelines.kit.checkers.citus_layout import ShardRange
 from regression_pipelines.measure import describe_error
 from regression_pipelines.results import Invariant
 
@@ -23,7 +25,7 @@ PLACEMENTS_ACTIVE = "placements_active"
 HASH_RANGES_COVER_INT32 = "hash_ranges_cover_int32"
 ROWS_IN_RIGHT_SHARD = "rows_in_right_shard"
 COLOCATION_CONSISTENT = "colocation_consistent"
-NO_LEFTOVERS = "no_leftovers"
+NO_ORPHANS = "no_orphans"  # prepared transactions and cleanup records left on the cluster
 ACTIVE_PLACEMENT = 1  # pg_dist_placement.shardstate of a usable placement
 
 NodeConnector = Callable[[str, int], psycopg.Connection]
@@ -112,7 +114,7 @@ def hash_ranges(conn: psycopg.Connection) -> Invariant:
     tables: dict[str, list[ShardRange]] = {}
     for table, shard, low, high in rows:
         tables.setdefault(table, []).append(ShardRange(shard, low, high))
-    problems = [p for table, ranges in sorted(tables.items()) for p in coverage.coverage_problems(table, ranges)]
+    problems = [p for table, ranges in sorted(tables.items()) for p in layout.coverage_problems(table, ranges)]
     facts = {"tables": len(tables), "shards": len(rows), "range_problems": len(problems)}
     if problems:
         return Invariant(HASH_RANGES_COVER_INT32, False, _listed(problems), facts)
@@ -140,11 +142,11 @@ def colocation(conn: psycopg.Connection) -> Invariant:
         }
     except psycopg.Error as exc:
         return _fail(COLOCATION_CONSISTENT, "read colocation metadata", exc)
-    by_group: dict[int, dict[str, list[coverage.Slot]]] = {}
+    by_group: dict[int, dict[str, list[layout.Slot]]] = {}
     for colocation_id, table, low, high, at in shards:
         by_group.setdefault(colocation_id, {}).setdefault(table, []).append((low, high, tuple(at)))
-    problems = coverage.colocation_problems(by_group)
-    problems += coverage.reference_problems({t: set(at) for t, at in references}, groups)
+    problems = layout.colocation_problems(by_group)
+    problems += layout.reference_problems({t: set(at) for t, at in references}, groups)
     facts = {"colocation_groups": len(by_group), "reference_tables": len(references), "problems": len(problems)}
     if problems:
         return Invariant(COLOCATION_CONSISTENT, False, _listed(problems), facts)
@@ -189,7 +191,7 @@ def rows_in_right_shard(
                         f"{outside} of {seen} rows of {place.shard} on {place.host}:{place.port} hash outside "
                         f"[{place.low}, {place.high}]"
                     )
-    except psycopg.Error as exc:
+    except (psycopg.Error, ResourceConfigError) as exc:  # a node that cannot be reached: judged, not raised
         return _fail(ROWS_IN_RIGHT_SHARD, "read shard rows", exc)
     finally:
         for node in nodes.values():
@@ -237,14 +239,14 @@ def leftovers(conn: psycopg.Connection, settle_s: float = 1.0) -> Invariant:
             "SELECT object_type, object_name, policy_type FROM pg_dist_cleanup ORDER BY record_id"
         ).fetchall()
     except psycopg.Error as exc:
-        return _fail(NO_LEFTOVERS, "read prepared transactions and cleanup records", exc)
+        return _fail(NO_ORPHANS, "read prepared transactions and cleanup records", exc)
     stuck = sorted(first & second)
     problems = [f"prepared transaction {gid!r} on node {node}" for node, gid in stuck]
     problems += [f"cleanup record: object type {t} {name!r} (policy {p})" for t, name, p in cleanup]
     facts = {"prepared_transactions": len(stuck), "cleanup_records": len(cleanup)}
     if problems:
-        return Invariant(NO_LEFTOVERS, False, _listed(problems), facts)
-    return Invariant(NO_LEFTOVERS, True, "no prepared transactions left on any node; no cleanup records", facts)
+        return Invariant(NO_ORPHANS, False, _listed(problems), facts)
+    return Invariant(NO_ORPHANS, True, "no prepared transactions left on any node; no cleanup records", facts)
 
 
 def _prepared(rows: list[tuple[int, bool, str]]) -> set[tuple[int, str]]:

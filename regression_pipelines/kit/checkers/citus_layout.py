@@ -1,4 +1,5 @@
-"""Pure judgements over Citus metadata: hash-range coverage, colocation, reference placement, row placement.
+"""Pure judgements over Citus metadata, shared by the Citus areas: hash-range coverage, colocation, reference
+placement, row placement.
 
 Citus maps a row to the shard whose [min, max] holds worker_hash(distribution value); for a hash-distributed
 table the ranges must be sorted, contiguous, without gap or overlap, and cover the whole int32 range (splits
