@@ -27,9 +27,23 @@ MIN_SPAN_MS = 1_000
 PAD_MS = 30 * 60_000
 
 
+# One line per tick label at every zoom (plotly's default puts the date on a second line under the first tick):
+# the legend sits under the axis at a fraction of the plot's height, so a two-line label left it a few pixels,
+# and charts of runs a second or two apart drew a tick label over the legend. Labels stay level (plotly turns
+# long sub-second ones on their side, taller again), at most 8 of them so they have room. The date stays in the
+# hover and in the coarser formats.
+TICK_FORMATS = [
+    {"dtickrange": [None, 999], "value": "%H:%M:%S.%L"},
+    {"dtickrange": [1_000, 59_999], "value": "%H:%M:%S"},
+    {"dtickrange": [60_000, 86_399_999], "value": "%b %d %H:%M"},
+    {"dtickrange": [86_400_000, None], "value": "%Y-%m-%d"},
+]
+DATE_TICKS = {"type": "date", "tickformatstops": TICK_FORMATS, "nticks": 8, "tickangle": 0}
+
+
 def _xaxis(at_ms: Sequence[int]) -> dict[str, Any]:
     """A date axis; a lone run (or runs within a second) gets an hour around it, not sub-second ticks."""
-    axis: dict[str, Any] = {"type": "date"}
+    axis: dict[str, Any] = dict(DATE_TICKS)
     if at_ms and max(at_ms) - min(at_ms) < MIN_SPAN_MS:
         axis["range"] = [min(at_ms) - PAD_MS, max(at_ms) + PAD_MS]
     return axis
@@ -39,7 +53,7 @@ def _strip_axis(at_ms: Sequence[int]) -> dict[str, Any]:
     """No fixed range (it would hide a lone column: heatmap cells size from the data); one run, one tick."""
     if len(set(at_ms)) == 1:
         return {"type": "date", "tickvals": [at_ms[0]], "tickformat": "%Y-%m-%d %H:%M:%S"}
-    return {"type": "date"}
+    return dict(DATE_TICKS)
 
 
 def _short(run_id: str) -> str:
@@ -212,7 +226,7 @@ def trend_figure(view: SeriesView, run_index: RunIndex, regressed: RegressedMetr
             "margin": {"l": 64, "r": 16, "t": 44, "b": 40},
             "xaxis": _xaxis([*main.at_ms, *(t for trace in view.others for t in trace.at_ms)]),
             "yaxis": {"title": {"text": unit}, "zeroline": False},
-            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.16, "yanchor": "top",
+            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.2, "yanchor": "top",
                        "font": {"size": 10}},
             "hovermode": "closest",
             "shapes": shapes,
