@@ -72,6 +72,7 @@ class ModeOutcome:
     verdicts: dict[str, Invariant] = field(default_factory=dict)
     readings: list[Calibration] = field(default_factory=list)
     shrunk: dict[str, str] = field(default_factory=dict)
+    slowest_op: str = ""  # which workload operation took longest, and how long
 
 
 @dataclass
@@ -166,6 +167,7 @@ def _run_mode(the_run: Run, mode: str, first: bool) -> ModeOutcome:
         outcome.shrunk = _shrink_failures(the_run, mode, executor, judged, outcome.verdicts)
     outcome.metrics = _mode_figures(mode, config, counts, elapsed, judged)
     sup.record(*outcome.metrics)
+    outcome.slowest_op = f"{counts.slowest_op or 'none'} ({counts.slowest_op_ms:.1f} ms)"
     with sup.phase("warmup"):
         latency.warm_up(table, the_run.at(mode, "warmup"))
     if first and services.calibrate is not None:
@@ -527,6 +529,8 @@ def _mode_figures(mode: str, config: CacheConfig, counts: Counts, elapsed: float
         Metric(f"{mode}.value_mismatches", len(judged.mismatches), "reads", LOWER),
         Metric(f"{mode}.reads_after_expiry", len(judged.after_expiry), "reads", LOWER),
         Metric(f"{mode}.reads_checked", judged.checked_reads, "reads", HIGHER, volume),
+        # one operation's worst case is too noisy to judge; it is the figure that shows a stall (and which op)
+        Metric(f"{mode}.slowest_op_ms", counts.slowest_op_ms, "ms", LOWER, info),
     ]
     for name, value in (
         ("reads", counts.reads), ("writes", counts.writes), ("deletes", counts.deletes),
@@ -635,6 +639,8 @@ def _result(the_run: Run) -> ScenarioResult:
     result = ScenarioResult(area=AREA)
     for outcome in the_run.outcomes.values():
         result.metrics.extend(outcome.metrics)
+        if outcome.slowest_op:
+            result.environment[f"{outcome.mode}.slowest_op"] = outcome.slowest_op
     _calibration_figures(the_run, result)
     result.metrics.extend(the_run.coverage.metrics())
     error_rate, no_errors = the_run.errors.figures("cache and database operations")

@@ -65,11 +65,26 @@ class Counts:
     stale_reads: int = 0
     staleness_ms: list[float] = field(default_factory=list)
     stale_keys: list[int] = field(default_factory=list)  # the first few, for shrinking
+    # The longest one workload operation took (read, multi-read, write or delete, with its cache calls and
+    # retries): a stall of the cache or the database (a CLIENT PAUSE, a paused process, a lock) leaves the
+    # latency phase's percentiles untouched but shows here.
+    slowest_op_ms: float = 0.0
+    slowest_op: str = ""
 
     def add(self, other: Counts) -> None:
         for f in fields(self):
+            if f.name in ("slowest_op_ms", "slowest_op"):
+                continue
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             setattr(self, f.name, mine + theirs)
+        if other.slowest_op_ms > self.slowest_op_ms:
+            self.slowest_op_ms, self.slowest_op = other.slowest_op_ms, other.slowest_op
+
+    def timed(self, kind: str, started: float) -> None:
+        """Keep the operation begun at `started` (monotonic s) if it is the slowest so far."""
+        took_ms = (time.monotonic() - started) * 1000
+        if took_ms > self.slowest_op_ms:
+            self.slowest_op_ms, self.slowest_op = took_ms, kind
 
 
 class _Budget:
@@ -369,12 +384,14 @@ def _reader(
                 op = plan.read_op(rng)
                 ttl_class, ttl_ms = plan.ttl(rng)
                 executor.coverage.value("ttl", ttl_class)
+                started = time.monotonic()
                 if op == generate.MULTI_READ.name and keys > 1:
                     wanted = rng.randint(2, most)
                     chosen = tuple(dict.fromkeys(pick() for _ in range(wanted * 2)))[:wanted]
                     executor.multi_read(db, counts, chosen, ttl_ms)
                 else:
                     executor.read(db, counts, pick(), ttl_ms, refresh=op == generate.REFRESH.name)
+                counts.timed(op, started)
         finally:
             db.close()
 
@@ -397,13 +414,14 @@ def _writer(
         next_at = time.monotonic()
         try:
             while budget.take():
-                key = pick()
-                if plan.write_op(rng) == generate.DELETE.name:
+                key, op, started = pick(), plan.write_op(rng), time.monotonic()
+                if op == generate.DELETE.name:
                     executor.delete(db, counts, key)
                 else:
                     ttl_class, ttl_ms = plan.ttl(rng)
                     executor.coverage.value("ttl", ttl_class)
                     executor.write(db, counts, key, next(executor.draws), ttl_ms)
+                counts.timed(op, started)
                 next_at += interval_s
                 pause = next_at - time.monotonic()
                 if pause > 0:

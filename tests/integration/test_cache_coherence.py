@@ -265,3 +265,27 @@ def test_an_outside_writer_behind_the_caches_back_is_named_in_the_failing_check(
     if seen:
         assert "(regress_nemesis) as postgres" in detail
     assert _leftovers(lab) == (0, [])
+
+
+def test_a_redis_client_pause_mid_workload_shows_as_the_slowest_operation(lab: LabSettings, tmp_path: Path) -> None:
+    """An operator's `CLIENT PAUSE 1500 ALL` (a failover step; nobody's nemesis) mid-workload: coherence holds, so
+    every check passes, and the stall is in the figures: an operation in flight waited out the pause, while the
+    latency phase's percentiles (measured later) cannot show it."""
+    client = RedisResource(port=lab.redis_port).client()
+
+    def pause_once_the_workload_writes() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not client.dbsize():  # the run's keys (values are bytes: no SCAN)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+
+    pauser = threading.Thread(target=pause_once_the_workload_writes, daemon=True)
+    pauser.start()
+    result = _run(lab, tmp_path, modes=["cache_aside"], max_seconds=4.0, max_ops=1_000_000)  # 4 s of workload
+    pauser.join(timeout=70)
+    assert _failed(result) == {}
+    slowest = result.metric("cache_aside.slowest_op_ms").value
+    assert slowest >= 1000, (slowest, result.environment.get("cache_aside.slowest_op"))
+    assert re.fullmatch(r"\w+ \(\d+\.\d ms\)", str(result.environment["cache_aside.slowest_op"]))
+    assert _leftovers(lab) == (0, [])
