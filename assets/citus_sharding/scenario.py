@@ -461,6 +461,7 @@ def _environment(state: Run, nodes: int) -> dict[str, str | int | float | bool]:
         "unsupported_kinds": _unsupported_kinds(state.mix_steps),
         "mismatch_kinds": _unsupported_kinds(state.mix_steps, Verdict.MISMATCH),
         "mismatch_examples": _examples(state.mix_steps),
+        "slowest_statement": _slowest(state.mix_steps),
         "worker_statements_on": "a worker node" if pair.worker is not None else "the coordinator (no synced worker)",
         "coverage": state.coverage.describe(),
         "coverage_json": state.coverage.to_json(),
@@ -600,7 +601,22 @@ def _differential_metrics(steps: list[Step]) -> list[Metric]:
         Metric("differential.mismatches", verdicts[Verdict.MISMATCH], "count", lower, kind=MetricKind.VOLUME),
         Metric("differential.unsupported", verdicts[Verdict.UNSUPPORTED], "count", lower, kind=MetricKind.VOLUME),
         Metric("differential.unknown", verdicts[Verdict.UNKNOWN], "count", lower, kind=MetricKind.VOLUME),
-    ]
+        # one statement's worst case is too noisy to judge; it is the figure that shows a stall (a lock held on a
+        # shard, a paused node) that the timed queries' percentiles, measured apart, cannot
+        Metric("differential.slowest_citus_ms", max((s.citus_s for s in steps), default=0.0) * 1000, "ms",
+               kind=MetricKind.INFO),
+        Metric("differential.slowest_vanilla_ms", max((s.vanilla_s for s in steps), default=0.0) * 1000, "ms",
+               kind=MetricKind.INFO),
+    ]  # fmt: skip
+
+
+def _slowest(steps: list[Step]) -> str:
+    """The statement that took longest on Citus: '#12 update_from (2034.1 ms on Citus, 1.2 ms on PostgreSQL)'."""
+    if not steps:
+        return "none"
+    step = max(steps, key=lambda s: s.citus_s)
+    return f"#{step.stmt.index} {step.stmt.kind} ({step.citus_s * 1000:.1f} ms on Citus, " \
+           f"{step.vanilla_s * 1000:.1f} ms on PostgreSQL)"  # fmt: skip
 
 
 def _examples(steps: list[Step]) -> str:

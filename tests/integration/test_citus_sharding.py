@@ -4,6 +4,8 @@ systems. Skipped, with the reason, where Citus is not installed (CI: Debian has 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -321,4 +323,48 @@ def test_a_table_nemesis_acts_on_postgres_copy_and_is_named(
     failed = _failed(result)
     assert DIFFERENTIAL_MATCHES in failed, failed
     assert "observed on PostgreSQL: trigger regress_nemesis_drop_rows added on" in failed[DIFFERENTIAL_MATCHES]
+    _assert_clean(citus, postgres, str(result.environment["schema"]))
+
+
+def test_a_lock_held_on_a_shard_from_outside_shows_as_the_slowest_statement(
+    citus: CitusResource, postgres: PostgresResource, tmp_path: Path
+) -> None:
+    """A DBA's session holds ACCESS EXCLUSIVE on one shard of the run's accounts table for 1.5 s mid-workload
+    (nobody's nemesis): the answers still match, so every check passes, and the stall is in the figures (the
+    timed queries' percentiles, measured apart from the workload, cannot show it)."""
+    found = (
+        "SELECT s.logicalrelid::regclass::text, s.shardid, n.nodename, n.nodeport FROM pg_dist_shard s "
+        "JOIN pg_dist_placement USING (shardid) JOIN pg_dist_node n USING (groupid) "
+        "WHERE s.logicalrelid::regclass::text LIKE '%.accounts' ORDER BY s.shardid LIMIT 1"
+    )
+    locked: list[str] = []
+
+    def lock_one_shard_once_loaded() -> None:
+        deadline = time.monotonic() + 90
+        with citus.connect_node(citus.host, citus.port) as coordinator:
+            coordinator.autocommit = True
+            while time.monotonic() < deadline:
+                row = coordinator.execute(found).fetchone()
+                with contextlib.suppress(psycopg.Error):  # the table may still be made, or already gone
+                    if row and coordinator.execute(f"SELECT count(*) FROM {row[0]}").fetchone()[0] >= 100:
+                        break  # loaded (the mix adds and removes a few rows)
+                time.sleep(0.05)
+            else:
+                return
+        table, shard, host, port = row
+        with citus.connect_node(host, port) as worker, worker.transaction():
+            worker.execute("SET LOCAL citus.enable_manual_changes_to_shards = on")
+            worker.execute(f"LOCK TABLE {table}_{shard} IN ACCESS EXCLUSIVE MODE")
+            locked.append(f"{table}_{shard}")
+            time.sleep(1.5)
+
+    locker = threading.Thread(target=lock_one_shard_once_loaded, daemon=True)
+    locker.start()
+    result = _run(citus, postgres, tmp_path, statements=200, calibrate=False)
+    locker.join(timeout=100)
+    assert locked, "the run's shard was never found"
+    assert _failed(result) == {}
+    slowest = result.metric("differential.slowest_citus_ms").value
+    assert slowest >= 1000, (slowest, result.environment["slowest_statement"])
+    assert "ms on Citus" in str(result.environment["slowest_statement"])
     _assert_clean(citus, postgres, str(result.environment["schema"]))
