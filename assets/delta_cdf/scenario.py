@@ -34,7 +34,7 @@ from assets.delta_cdf.engines import DeltaEngine, DeltaRsEngine, DuckDbEngine, S
 from assets.delta_cdf.model import Change, VersionedModel
 from assets.delta_cdf.ops import Op
 from assets.delta_cdf.oracle import CommitInfo, Read, Readings
-from assets.delta_cdf.tablelog import Forensics, checkpoints, inspect, missing_versions, read_log
+from assets.delta_cdf.tablelog import Forensics, checkpoints, inspect, log_dir, missing_versions, read_log
 from assets.delta_cdf.workload import (
     Outcome,
     Planner,
@@ -45,6 +45,7 @@ from assets.delta_cdf.workload import (
     run_concurrently,
     serial_kinds,
 )
+from regression_pipelines.kit.observe.folders import FolderWatch
 from regression_pipelines.kit.supervisor import JUDGE, NEVER_CAUGHT, SETTLE, SETUP, WORKLOAD, Supervisor
 from regression_pipelines.measure import ErrorTally, percentile
 from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
@@ -88,11 +89,14 @@ class CdfRun:
     writer: Writer = field(init=False)
     files: list[int] = field(default_factory=list, init=False)  # files per version
     throughput: dict[str, tuple[float, int]] = field(default_factory=dict, init=False)  # snapshot rows/s per engine
+    folders: FolderWatch | None = field(default=None, init=False)  # the table's folder and log, watched
 
     def execute(self, spark: SparkEngine | None, spark_unavailable: str) -> ScenarioResult:
         self.environment.update(_versions())
         with self.sup.phase(SETUP):
             self._create()
+            self.folders = FolderWatch([self.uri, log_dir(self.uri)]).start()
+            self.sup.on_cleanup("stop the table folder watch", self.folders.stop)
         with self.sup.phase(WORKLOAD):
             self._write()
             self.sup.record(*_write_metrics(self.workload, self.phases), *self.workload.coverage.metrics())
@@ -256,6 +260,7 @@ class CdfRun:
         retention = _retention(self.uri, self.config.read_timeout_s)
         forensics = inspect(self.uri, commits, set(attempted), retention)
         forensics.committed_despite_error = despite_error
+        forensics.folders = self.folders.findings() if self.folders is not None else []
         if not accounted.passed:
             accounted = _with_cause(accounted, forensics)
         self.environment["checkpoints"] = len(checkpoints(self.uri))
@@ -302,7 +307,9 @@ class CdfRun:
         return readings, engines, unavailable
 
     def _explained(self, checks: dict[str, Invariant], forensics: Forensics) -> dict[str, Invariant]:
-        """Every failed check ends with what was found on the table, or says nothing was."""
+        """Every failed check ends with what was found on the table (its folder as watched up to now included),
+        or says nothing was."""
+        forensics.folders = self.folders.findings() if self.folders is not None else []
         return {name: check if check.passed else _with_cause(check, forensics) for name, check in checks.items()}
 
     def _errors(self) -> tuple[Metric, Invariant]:
@@ -601,11 +608,13 @@ def _read_metrics(readings: Readings, throughput: dict[str, tuple[float, int]]) 
 
 
 def _table_metrics(files: list[int], table_bytes: int, latest: int, vacuum_s: float, vacuumed: int) -> list[Metric]:
+    """The table's shape; NaN where nothing could be read (a log that was not there when the run looked)."""
+    nan = float("nan")
     return [
-        Metric("table.files_per_version_mean", statistics.fmean(files), "files", samples=len(files)),
-        Metric("table.files_before_optimize", files[-2] if len(files) > 1 else files[-1], "files"),
-        Metric("table.files_after_optimize", files[-1], "files"),
-        Metric("table.bytes_per_commit", table_bytes / (latest + 1), "bytes"),
+        Metric("table.files_per_version_mean", statistics.fmean(files) if files else nan, "files", samples=len(files)),
+        Metric("table.files_before_optimize", files[-2] if len(files) > 1 else files[-1] if files else nan, "files"),
+        Metric("table.files_after_optimize", files[-1] if files else nan, "files"),
+        Metric("table.bytes_per_commit", table_bytes / (latest + 1) if latest >= 0 else nan, "bytes"),
         Metric("table.bytes", table_bytes, "bytes", kind=MetricKind.VOLUME),
         Metric("table.versions", latest + 1, "count", kind=MetricKind.VOLUME),
         Metric("vacuum_s", vacuum_s, "s"),

@@ -143,9 +143,10 @@ class Forensics:
     vacuums: list[Commit] = field(default_factory=list)
     retention: str = ""
     committed_despite_error: list[str] = field(default_factory=list)  # the workload's, landed though it errored
+    folders: list[str] = field(default_factory=list)  # the table's folder or log missing or replaced mid-run
 
     def findings(self) -> list[str]:
-        found = []
+        found = list(self.folders)
         if self.outside:
             found.append(
                 f"{len(self.outside)} commit(s) not made by this workload: "

@@ -364,3 +364,34 @@ def test_asset_records_metrics_and_checks_through_dagster(tmp_path: Path, dagste
     assert kinds["write.update_p50_ms"] == "performance" and kinds["write.conflicts"] == "volume"
     assert metadata["env/spark_engine"].value == "unavailable: switched off (spark=off)"
     assert list((tmp_path / "delta").iterdir()) == []
+
+
+def test_a_table_folder_moved_away_mid_run_ends_in_a_verdict_naming_it(tmp_path: Path) -> None:
+    """A cleanup job's mis-aimed `mv` takes the table's folder away mid-run (nobody's nemesis): the reads and writes
+    after it fail, every failed check says the folder went missing and when (the folder watch; the log alone shows
+    nothing), the figures are still reported, and the run completes."""
+    import threading
+
+    moved: list[Path] = []
+
+    def move_away_once_it_commits() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not moved:
+            logs = list((tmp_path / "delta").glob("*/_delta_log/*.json"))
+            if len(logs) >= 3:
+                table = logs[0].parent.parent
+                moved.append(table.rename(tmp_path / "moved"))
+            time.sleep(0.01)
+
+    mover = threading.Thread(target=move_away_once_it_commits, daemon=True)
+    mover.start()
+    result = _run(tmp_path, **{**SMALL, "serial_commits": 60})
+    mover.join(timeout=130)
+    assert moved, "the run's table never committed"
+    failed = _failed(result)
+    assert failed, "writes and reads against a missing folder must fail a check"
+    unnamed = {name: d for name, d in failed.items() if name != NO_OPERATION_ERRORS and " was missing at " not in d}
+    assert unnamed == {}, unnamed
+    assert RUN_COMPLETED not in failed and result.metric("write.commits").value >= 2  # figures still reported
+    shutil.rmtree(moved[0])
+    assert list((tmp_path / "delta").iterdir()) == []
