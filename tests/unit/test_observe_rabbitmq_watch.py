@@ -324,7 +324,8 @@ def test_a_look_that_fails_on_the_broker_is_a_look_not_answered() -> None:
 
 def test_the_stream_expression_is_bounded() -> None:
     text = mq.eval_look_expression("/", [WORK], [DLX], period_s=0.5, looks=7200)
-    assert "timer:sleep(500)" in text and text.endswith("Loop(7200).")
+    assert "Poll(10, [])" in text and "timer:sleep(50)" in text  # 10 alarm polls a look
+    assert text.endswith("Loop(7200, []).")
 
 
 def test_start_returns_once_the_first_look_is_in_so_an_early_fault_is_seen() -> None:

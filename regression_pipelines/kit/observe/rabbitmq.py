@@ -184,10 +184,11 @@ Bound = fun(Listed) -> [M(rabbit_binding:info(B, [source_name, destination_name,
 Exists = fun(Name) -> element(1, rabbit_exchange:lookup(rabbit_misc:r(V, exchange, Name))) =:= ok end,
 Alarm = fun({resource_limit, R, Node}) -> iolist_to_binary(io_lib:format("~s alarm (node ~s)", [R, Node]));
            (Other) -> S(Other) end,
-Look = fun() -> io:format("~s~n", [rabbit_json:encode(#{
+Alarms = fun() -> [Alarm(case A of {Key, _} -> Key; Key -> Key end) || A <- rabbit_alarm:get_alarms()] end,
+Look = fun(AlsoSeen) -> io:format("~s~n", [rabbit_json:encode(#{
   <<"uptime_ms">> => element(1, erlang:statistics(wall_clock)),
   <<"version">> => unicode:characters_to_binary(rabbit_misc:version()),
-  <<"alarms">> => [Alarm(case A of {Key, _} -> Key; Key -> Key end) || A <- rabbit_alarm:get_alarms()],
+  <<"alarms">> => lists:usort(Alarms() ++ AlsoSeen),
   <<"policies">> => [M(P) || P <- rabbit_policy:list_formatted(V)],
   <<"operator_policies">> => [M(P) || P <- rabbit_policy:list_formatted_op(V)],
   <<"queues">> => [Q || Q <- [Queue(N) || N <- Queues], Q =/= null],
@@ -197,15 +198,21 @@ Look = fun() -> io:format("~s~n", [rabbit_json:encode(#{
                  ++ lists:append([Bound(rabbit_binding:list_for_source(rabbit_misc:r(V, exchange, N)))
                                   || N <- Exchanges])})]) end,
 """
-EVAL_ONCE = "Look(), ok."
+EVAL_ONCE = "Look([]), ok."
 # The watch: the loop runs on the broker's node and prints a look every period, a bounded number of times; a look
-# that fails prints {"error": ...} and the loop goes on.
+# that fails prints {"error": ...} and the loop goes on. Between looks it polls the alarms every @POLL_MS@ ms (a
+# cheap call) and the next look reports every alarm seen since the last: an alarm raised and cleared within one
+# period (a fault healed early, when the workload it blocked ends) is seen all the same.
 EVAL_STREAM = """
-Loop = fun L(0) -> ok;
-           L(N) -> try Look() catch _:Why -> io:format("~s~n", [rabbit_json:encode(#{<<"error">> => S(Why)})]) end,
-                   timer:sleep(@PERIOD_MS@), L(N - 1) end,
-Loop(@LOOKS@).
+Poll = fun P(0, Seen) -> Seen;
+           P(K, Seen) -> timer:sleep(@POLL_MS@), P(K - 1, lists:usort(Seen ++ try Alarms() catch _:_ -> [] end)) end,
+Loop = fun L(0, _) -> ok;
+           L(N, Seen) -> try Look(Seen) catch _:Why -> io:format("~s~n", [rabbit_json:encode(#{<<"error">> => S(Why)})])
+                         end,
+                         L(N - 1, Poll(@POLLS@, [])) end,
+Loop(@LOOKS@, []).
 """
+ALARM_POLL_S = 0.05
 
 
 def _erlang_binary(text: str) -> str:
@@ -218,11 +225,13 @@ def eval_look_expression(
 ) -> str:
     """The Erlang expression of one look (`looks` 0), or of `looks` looks `period_s` apart, with the run's names in
     it (quoted as Erlang binaries)."""
+    polls = max(1, round(period_s / ALARM_POLL_S))
     listed = {
         "@VHOST@": _erlang_binary(vhost),
         "@QUEUES@": "[" + ", ".join(_erlang_binary(q) for q in queues) + "]",
         "@EXCHANGES@": "[" + ", ".join(_erlang_binary(e) for e in exchanges) + "]",
-        "@PERIOD_MS@": str(max(1, round(period_s * 1000))),
+        "@POLL_MS@": str(max(1, round(period_s * 1000 / polls))),
+        "@POLLS@": str(polls),
         "@LOOKS@": str(looks),
     }
     text = EVAL_PRELUDE + (EVAL_STREAM if looks else EVAL_ONCE)
@@ -291,9 +300,11 @@ class EvalStream:
     one per look would miss a 2 s fault and slow the workload it watches). The stream ends when the node goes down
     (a restart) or the CLI fails: the watch records a look that was not answered and starts it again. A broker
     whose internals the eval does not fit (it fails while the listing commands answer) is watched through
-    `fallback` looks instead. start() returns once the first look is in (answered or not), at most `ready_s`
-    later: the CLI's VM takes seconds to start on a busy host, and a fault that comes and goes before the watch
-    looks would go unnamed. Never raises; stop() ends the CLI process it started."""
+    `fallback` looks instead. Between looks the loop polls the alarms every 50 ms, and a look names every alarm
+    seen since the last one, so an alarm shorter than a period is not missed. start() returns once the first look
+    is in (answered or not), at most `ready_s` later: the CLI's VM takes seconds to start on a busy host, and a
+    fault that comes and goes before the watch looks would go unnamed. Never raises; stop() ends the CLI process
+    it started."""
 
     def __init__(
         self,
