@@ -67,12 +67,21 @@ def test_constraints_grants_rls_policies_and_drops_are_named() -> None:
 
 def test_a_restart_is_named_from_the_postmaster_start_time_and_the_silent_looks() -> None:
     restarted_at = T0 + timedelta(hours=1, seconds=2.5)
-    silent = pg.PgState(2.0, error="OperationalError: connection refused")
+    silent = pg.PgState(2.0, error="OperationalError: connection refused", reached=False)
     found = pg.findings(_pg(0.0), _pg(5.0, started=restarted_at), [_pg(1.0), silent])
     assert found[0] == "PostgreSQL restarted at 00:00:02.500 UTC, 2.5 s into the run (pg_postmaster_start_time)"
     assert found[1].startswith("PostgreSQL did not answer 1 looks at 2.0 s into the run (OperationalError")
     assert pg.restarted(_pg(0.0), _pg(5.0, started=restarted_at)).startswith("PostgreSQL restarted at 00:00:02")
     assert pg.restarted(_pg(0.0), _pg(5.0)) == ""
+
+
+def test_a_look_the_server_answered_with_an_error_is_not_called_silence() -> None:
+    """Someone cancelling every active statement cancelled the observer's too: the server answered, abnormally."""
+    cancelled = pg.PgState(1.5, error="QueryCanceled: canceling statement due to user request")
+    found = pg.findings(_pg(0.0), _pg(5.0), [_pg(1.0), cancelled])
+    assert found == ["PostgreSQL answered the observer with an error 1 looks at 1.5 s into the run (QueryCanceled: "
+                     "canceling statement due to user request)"]  # fmt: skip
+    assert pg.restarted(_pg(0.0), _pg(5.0), [cancelled]) == ""
 
 
 def test_outside_locks_and_writes_are_named_but_readers_are_not() -> None:

@@ -148,6 +148,7 @@ class PgState:
     locks: tuple[Lock, ...] = ()
     error: str = ""
     settings: Mapping[str, str] = field(default_factory=dict)  # set, non-session settings (SETTINGS)
+    reached: bool = True  # False: no session could be opened; an error with a session is the server answering
 
     @property
     def answered(self) -> bool:
@@ -166,7 +167,11 @@ def snapshot(
     """
     at = clock()
     try:
-        with connect() as conn:
+        conn = connect()
+    except (psycopg.Error, OSError) as exc:
+        return PgState(at, error=describe_error(exc), reached=False)
+    try:
+        with conn:
             conn.autocommit = True
             started, now, recovery, version, deadlocks = conn.execute(SERVER).fetchone()  # type: ignore[misc]
             settings = {str(name): str(value) for name, value in conn.execute(SETTINGS).fetchall()}
@@ -347,15 +352,24 @@ def _restarts(before: PgState, after: PgState, during: Sequence[PgState]) -> lis
                 into = f", {(start - origin.now).total_seconds():.1f} s into the run"
             found.append(f"PostgreSQL restarted at {start.astimezone(UTC):%H:%M:%S.%f}"[:-3] + f" UTC{into} "
                          "(pg_postmaster_start_time)")  # fmt: skip
-    silent = [s for s in (*during, after) if not s.answered]
-    if silent:
-        first, last = silent[0], silent[-1]
-        base = before.at
-        span = f"{first.at - base:.1f} s" if first is last else f"{first.at - base:.1f}-{last.at - base:.1f} s"
-        found.append(f"PostgreSQL did not answer {len(silent)} looks at {span} into the run ({first.error})")
+    silent = [s for s in (*during, after) if not s.reached]
+    found += _failed_looks(before, silent, "did not answer")
+    erred = [s for s in (*during, after) if s.reached and not s.answered]  # a cancel, a timeout: not an outage
+    found += _failed_looks(before, erred, "answered the observer with an error")
     if not before.answered:
-        found.append(f"PostgreSQL did not answer at the start of the run ({before.error})")
+        what = "did not answer" if not before.reached else "answered the observer with an error"
+        found.append(f"PostgreSQL {what} at the start of the run ({before.error})")
     return found
+
+
+def _failed_looks(before: PgState, failed: Sequence[PgState], what: str) -> list[str]:
+    if not failed:
+        return []
+    first, last = failed[0], failed[-1]
+    span = (
+        f"{first.at - before.at:.1f} s" if first is last else f"{first.at - before.at:.1f}-{last.at - before.at:.1f} s"
+    )
+    return [f"PostgreSQL {what} {len(failed)} looks at {span} into the run ({first.error})"]
 
 
 def _when(origin: PgState, look: PgState, last: PgState) -> str:
