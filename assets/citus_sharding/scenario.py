@@ -267,8 +267,10 @@ DISTURBANCE_GRACE_S = 10.0  # a node restarted this long before a failing statem
 def _start_node_observer(state: Run, sup: Supervisor) -> None:
     """Looks at every Citus node's start time (kit.observe.citus) at the start and every second, so a failed check
     names a worker that restarted or went silent, and a Citus error raised while that happened is not judged as a
-    difference (`Pair.disturbed`)."""
-    watch = observe_citus.NodeWatch(state.cluster.connect_node, observe_citus.cluster_nodes(state.pair.citus))
+    difference (`Pair.disturbed`); and at outside sessions' locks on the run's tables and shards, so a stall is
+    named even when every answer matched."""
+    nodes = observe_citus.cluster_nodes(state.pair.citus)
+    watch = observe_citus.NodeWatch(state.cluster.connect_node, nodes, schema=state.pair.schema)
     state.nodes = watch
     state.pair.disturbed = lambda statement_s: watch.disturbed(statement_s + DISTURBANCE_GRACE_S)
     sup.on_cleanup("stop the Citus node observer", watch.stop)
@@ -425,7 +427,9 @@ def _with_cause(state: Run, invariants: list[Invariant]) -> list[Invariant]:
         return invariants
     during = state.pg_watch.stop()
     nodes = state.nodes.stop() if state.nodes is not None else ""
-    state.observed_nodes = nodes or "nothing abnormal (every node answered, none restarted)"
+    state.observed_nodes = (
+        nodes or "nothing abnormal (every node answered, none restarted, no outside session locked the run's tables)"
+    )
     if all(inv.passed for inv in invariants):
         return invariants
     # no unexpected_writes: the run updates and deletes rows itself, so counted writes are no one else's news

@@ -329,9 +329,10 @@ def test_a_table_nemesis_acts_on_postgres_copy_and_is_named(
 def test_a_lock_held_on_a_shard_from_outside_shows_as_the_slowest_statement(
     citus: CitusResource, postgres: PostgresResource, tmp_path: Path
 ) -> None:
-    """A DBA's session holds ACCESS EXCLUSIVE on one shard of the run's accounts table for 1.5 s mid-workload
-    (nobody's nemesis): the answers still match, so every check passes, and the stall is in the figures (the
-    timed queries' percentiles, measured apart from the workload, cannot show it)."""
+    """A DBA's session (psql's application name) holds ACCESS EXCLUSIVE on one shard of the run's accounts table
+    for 3 s mid-workload (nobody's nemesis): the answers still match, so every check passes, and the run names
+    the lock, who held it and when (the node observer's looks). The slowest statement alone cannot show it: a
+    repartition join takes 1.7-1.9 s on a clean run of this size."""
     found = (
         "SELECT s.logicalrelid::regclass::text, s.shardid, n.nodename, n.nodeport FROM pg_dist_shard s "
         "JOIN pg_dist_placement USING (shardid) JOIN pg_dist_node n USING (groupid) "
@@ -352,11 +353,13 @@ def test_a_lock_held_on_a_shard_from_outside_shows_as_the_slowest_statement(
             else:
                 return
         table, shard, host, port = row
-        with citus.connect_node(host, port) as worker, worker.transaction():
-            worker.execute("SET LOCAL citus.enable_manual_changes_to_shards = on")
-            worker.execute(f"LOCK TABLE {table}_{shard} IN ACCESS EXCLUSIVE MODE")
+        dba = psycopg.connect(host=host, port=port, user=citus.superuser, password=citus.superuser_password,
+                              dbname=citus.dbname, application_name="psql")  # fmt: skip
+        with dba, dba.transaction():
+            dba.execute("SET LOCAL citus.enable_manual_changes_to_shards = on")
+            dba.execute(f"LOCK TABLE {table}_{shard} IN ACCESS EXCLUSIVE MODE")
             locked.append(f"{table}_{shard}")
-            time.sleep(1.5)
+            time.sleep(3.0)
 
     locker = threading.Thread(target=lock_one_shard_once_loaded, daemon=True)
     locker.start()
@@ -364,7 +367,8 @@ def test_a_lock_held_on_a_shard_from_outside_shows_as_the_slowest_statement(
     locker.join(timeout=100)
     assert locked, "the run's shard was never found"
     assert _failed(result) == {}
-    slowest = result.metric("differential.slowest_citus_ms").value
-    assert slowest >= 1000, (slowest, result.environment["slowest_statement"])
+    observed = str(result.environment["observed.citus_nodes"])
+    assert f"(psql) as {citus.superuser} holds AccessExclusiveLock on {locked[0]}" in observed, observed
+    assert "blocks the run's statements on it (seen " in observed, observed
     assert "ms on Citus" in str(result.environment["slowest_statement"])
     _assert_clean(citus, postgres, str(result.environment["schema"]))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from regression_pipelines.kit.observe.citus import ClusterState, NodeLook, disturbed, findings
+from regression_pipelines.kit.observe.postgres import Lock
 
 T0 = datetime(2026, 12, 7, 3, 0, 0, tzinfo=UTC)
 WORKER = "worker 127.0.0.1:15437"
@@ -73,3 +75,18 @@ def test_a_setting_changed_on_a_node_mid_run_is_named_and_back_by_the_end() -> N
     found = findings(_look(0, _up(0, port="15437")), _look(4, _up(4, port="15437")), during)
     assert len(found) == 1 and found[0].startswith(f"on Citus {WORKER}: server setting statement_timeout = 3"), found
     assert "back by the end of the run" in found[0]
+
+
+def test_an_outside_lock_on_a_shard_is_named_once_with_when_and_for_how_many_looks() -> None:
+    """A DBA's LOCK on one shard stalls the statements touching it while answers still match: only a look shows it."""
+    lock = Lock("s.accounts_102008", "AccessExclusiveLock", True, 4242, "psql", "postgres", "", None, 1)
+    locked = replace(_up(2), locks=(lock,))
+    found = findings(
+        _look(0, _up(0)), _look(9, _up(9)), [_look(2, locked), _look(3, replace(locked)), _look(5, _up(5))]
+    )
+    assert found == [
+        f"on Citus {WORKER}: an outside session pid 4242 (psql) as postgres holds AccessExclusiveLock on "
+        "s.accounts_102008: blocks the run's statements on it (seen 2.0 s into the run, in 2 looks)"
+    ]
+    still = findings(_look(0, _up(0)), _look(9, locked))
+    assert still[0].endswith("(seen 9.0 s into the run, in 1 looks) (still at the end of the run)"), still

@@ -3,11 +3,14 @@
 Why: a statement that fails while a worker restarts fails in whatever words the failing code path picks (a
 connection error, "failure on connection marked as essential", a missing intermediate-result file of a
 repartition job), so the error's text cannot say whether the cluster was disturbed; each node's
-`pg_postmaster_start_time()`, read over a fresh connection of the observer's own, can. `snapshot` looks at
-every node (never raises); a `Sampler` (kit.observe.watch) takes looks during the run; `findings(before,
-after, during)` names restarts and silences; `disturbed(before, look, within_s)` says whether a node restarted
-in the last `within_s` seconds (by its own clock) or does not answer now, for a caller deciding whether an
-error it just saw may be the disturbance's doing. `NodeWatch` bundles them for one run (any Citus area).
+`pg_postmaster_start_time()`, read over a fresh connection of the observer's own, can. Given the run's schema,
+each look also reads the locks outside sessions hold or await on its tables and shards (a DBA's LOCK on one
+shard stalls every statement that touches it, and answers still match: without the look the stall is silent).
+`snapshot` looks at every node (never raises); a `Sampler` (kit.observe.watch) takes looks during the run;
+`findings(before, after, during)` names restarts, silences, outside locks and settings; `disturbed(before,
+look, within_s)` says whether a node restarted in the last `within_s` seconds (by its own clock) or does not
+answer now, for a caller deciding whether an error it just saw may be the disturbance's doing. `NodeWatch`
+bundles them for one run (any Citus area).
 """
 
 from __future__ import annotations
@@ -26,6 +29,21 @@ from regression_pipelines.results import Invariant
 
 NodeConnect = Callable[[str, int], psycopg.Connection]  # (host, port) -> an autocommit session on that node
 NODE_CLOCK = "SELECT pg_postmaster_start_time(), now()"
+# Locks on the run's tables and shards (one schema) that block writes, held or awaited by a client session that
+# is neither the run's own (application_name regression_pipelines) nor Citus's (citus_internal, citus_rebalancer).
+# By the relation's qualified name, not pg_class: Citus hides shards from pg_class for other application names.
+# backend_type is NULL for another role's session unless the observer has pg_read_all_stats: unknown is a client.
+OUTSIDE_LOCKS = """
+SELECT l.relation::regclass::text, l.mode, l.granted, a.pid, coalesce(a.application_name, ''),
+       coalesce(a.usename::text, ''), coalesce(a.state, ''), a.xact_start, l.relation
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND starts_with(l.relation::regclass::text, quote_ident(%s) || '.') AND l.pid <> pg_backend_pid()
+  AND coalesce(a.backend_type, 'client backend') = 'client backend'
+  AND l.mode = ANY(%s) AND NOT coalesce(a.application_name, '') LIKE ANY(%s)
+ORDER BY 4, 1
+"""
+OWN_APPLICATIONS = ["regression_pipelines%", "citus_internal%", "citus_rebalancer%"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,7 @@ class NodeLook:
     error: str = ""
     reached: bool = True
     settings: Mapping[str, str] = field(default_factory=dict)
+    locks: tuple[observe_pg.Lock, ...] = ()  # outside sessions' blocking locks on the run's tables and shards
 
     @property
     def answered(self) -> bool:
@@ -55,13 +74,19 @@ class ClusterState:
 
 
 def snapshot(
-    connect: NodeConnect, nodes: Sequence[tuple[str, str, int]], clock: Callable[[], float] = time.monotonic
+    connect: NodeConnect,
+    nodes: Sequence[tuple[str, str, int]],
+    clock: Callable[[], float] = time.monotonic,
+    schema: str = "",
 ) -> ClusterState:
-    """Each node's start time, clock and set settings over a fresh session; a node that cannot be read says why."""
-    return ClusterState(clock(), {f"{role} {host}:{port}": _look(connect, host, port) for role, host, port in nodes})
+    """Each node's start time, clock, set settings and (given the run's schema) outside sessions' locks in it,
+    over a fresh session; a node that cannot be read says why."""
+    return ClusterState(
+        clock(), {f"{role} {host}:{port}": _look(connect, host, port, schema) for role, host, port in nodes}
+    )
 
 
-def _look(connect: NodeConnect, host: str, port: int) -> NodeLook:
+def _look(connect: NodeConnect, host: str, port: int, schema: str = "") -> NodeLook:
     try:
         conn = connect(host, port)
     except Exception as exc:  # noqa: BLE001 - an observer never raises (driver, config or OS errors alike)
@@ -72,7 +97,12 @@ def _look(connect: NodeConnect, host: str, port: int) -> NodeLook:
             # catalog reads do not wait on locks, and a frozen node already fails the connect's timeout
             started, now = conn.execute(NODE_CLOCK).fetchone()  # type: ignore[misc]
             settings = {str(name): str(value) for name, value in conn.execute(observe_pg.SETTINGS).fetchall()}
-        return NodeLook(started, now, settings=settings)
+            locks = ()
+            if schema:
+                modes = list(observe_pg.BLOCKING_MODES)
+                rows = conn.execute(OUTSIDE_LOCKS, (schema, modes, OWN_APPLICATIONS)).fetchall()
+                locks = tuple(observe_pg.Lock(*row) for row in rows)
+        return NodeLook(started, now, settings=settings, locks=locks)
     except Exception as exc:  # noqa: BLE001
         return NodeLook(error=describe_error(exc))
 
@@ -108,6 +138,25 @@ def findings(before: ClusterState, after: ClusterState, during: Sequence[Cluster
         answered_badly = [(look, n) for look, n in seen[1:] if n.reached and not n.answered]
         found += _failed_looks(before, after, node, answered_badly, "answered the observer with an error")
         found += _settings(node, seen)
+        found += _outside_locks(before, node, seen)
+    return found
+
+
+def _outside_locks(before: ClusterState, node: str, seen: list[tuple[ClusterState, NodeLook]]) -> list[str]:
+    """Each outside session's blocking lock (pid, relation, mode) once: when first seen and in how many looks."""
+    firsts: dict[tuple[int, str, str], tuple[ClusterState, observe_pg.Lock]] = {}
+    counts: dict[tuple[int, str, str], int] = {}
+    for look, n in seen:
+        for lock in n.locks:
+            key = (lock.pid, lock.table, lock.mode)
+            firsts.setdefault(key, (look, lock))
+            counts[key] = counts.get(key, 0) + 1
+    at_the_end = {(lk.pid, lk.table, lk.mode) for lk in seen[-1][1].locks} if seen else set()
+    found = []
+    for key, (look, lock) in firsts.items():
+        still = " (still at the end of the run)" if key in at_the_end else ""
+        found.append(f"on Citus {node}: {lock.describe()}: blocks the run's statements on it (seen "
+                     f"{look.at - before.at:.1f} s into the run, in {counts[key]} looks){still}")  # fmt: skip
     return found
 
 
@@ -167,8 +216,10 @@ def cluster_nodes(coordinator: psycopg.Connection) -> list[tuple[str, str, int]]
 class NodeWatch:
     """One run's looks at the nodes: the first when built, one every `period_s`, a last one at `stop`."""
 
-    def __init__(self, connect: NodeConnect, nodes: Sequence[tuple[str, str, int]], period_s: float = 1.0):
-        self._look = lambda: snapshot(connect, nodes)
+    def __init__(
+        self, connect: NodeConnect, nodes: Sequence[tuple[str, str, int]], period_s: float = 1.0, schema: str = ""
+    ):
+        self._look = lambda: snapshot(connect, nodes, schema=schema)
         self.before = self._look()
         self._sampler = Sampler(self._look, period_s=period_s, name="citus-node-observer").start()
         self._found: str | None = None
