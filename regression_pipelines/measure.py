@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -94,7 +95,21 @@ class PhaseErrors:
         self.tally.failed(error, count, self.where)
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+CAUSE_LINE = re.compile(r"^\s*(?:↳|Caused by:)\s*")  # delta-rs / object_store's chain ("↳ ..."), anyhow's
+
+
 def describe_error(error: BaseException) -> str:
-    """`OperationalError: the first line of the message` (tracebacks and later lines stay out of metadata)."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else '(no message)'}"
+    """`OperationalError: the first line of the message`, then the causes it chains, if any (tracebacks and other
+    later lines stay out of metadata). Why the chain: delta-rs says "Generic LocalFileSystem error" first and the
+    cause ("Unable to open file …/00000000000000000001.json", "Operation not permitted (os error 1)") below it."""
+    return f"{type(error).__name__}: {error_text(error) or '(no message)'}"
+
+
+def error_text(error: BaseException) -> str:
+    """The message's first line and the causes it chains ("↳ ...", "Caused by: ..."), colour codes removed."""
+    lines = ANSI_ESCAPE.sub("", str(error)).strip().splitlines()
+    if not lines:
+        return ""
+    causes = [CAUSE_LINE.sub("", line).strip() for line in lines[1:] if CAUSE_LINE.match(line)]
+    return ": ".join([lines[0].strip(), *(cause for cause in causes if cause)])[:600]

@@ -9,7 +9,6 @@ when no Spark with Delta can be had it raises `SparkUnavailable` with the reason
 
 from __future__ import annotations
 
-import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -20,6 +19,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from regression_pipelines.errors import ResourceConfigError
+from regression_pipelines.measure import describe_error
+from regression_pipelines.removal import remove_tree
 from resources._network import require_allowed_host
 
 RESOURCE = "DeltaLakeResource"
@@ -78,7 +79,7 @@ class DeltaLakeResource(ConfigurableResource):
         path, root = Path(uri).resolve(), Path(self.root).resolve()
         if path.parent != root:
             raise ValueError(f"{path} is not a table folder directly under {root}")
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)  # raises while a fault keeps part of it: the supervisor retries, then names it
 
     def nemesis_endpoint(self) -> dict[str, Any]:
         """Where the tables live, for the kit's nemeses (they act only on tables the run registered)."""
@@ -157,5 +158,4 @@ class DeltaLakeResource(ConfigurableResource):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"[:300]
+    return describe_error(exc)[:300]

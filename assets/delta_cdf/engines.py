@@ -31,6 +31,7 @@ from assets.delta_cdf.model import Row, micros, partition_value, row_of
 from assets.delta_cdf.oracle import FeedRow, Read
 from assets.delta_cdf.reader_process import ChildReader
 from regression_pipelines.kit.supervisor import NEVER_CAUGHT
+from regression_pipelines.measure import ANSI_ESCAPE
 
 READ_TIMEOUT_S = 120.0  # the default bound of one read (the run's `read_timeout_s`)
 MAX_TIMEOUTS = 3  # reads of one engine that may time out before its later reads are skipped
@@ -106,7 +107,7 @@ class Bounded:
 
 
 def describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = " ".join(ANSI_ESCAPE.sub("", str(exc)).split())
     return f"{type(exc).__name__}: {text}"[:300]
 
 

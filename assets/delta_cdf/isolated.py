@@ -93,15 +93,14 @@ def _run(settings: dict[str, Any], root: Path, output: Path) -> dict[str, Any]:
     from assets.delta_cdf import scenario
     from assets.delta_cdf.config import DeltaCdfConfig
     from regression_pipelines.kit.supervisor import Supervisor
+    from regression_pipelines.removal import remove_tree
 
     config = DeltaCdfConfig(**{"spark": "off", **settings})
     root.mkdir(parents=True, exist_ok=True)
     uri = str(root / f"cdf_{uuid.uuid4().hex[:12]}")
     log = logging.getLogger("delta_cdf.isolated")
     sup = Supervisor(area=scenario.AREA, checks=(*scenario.INVARIANTS, "no_operation_errors"), log=log)
-    sup.created(
-        "delta_table", uri, remove=lambda: shutil.rmtree(uri, ignore_errors=True), exists=lambda: Path(uri).exists()
-    )
+    sup.created("delta_table", uri, remove=lambda: remove_tree(uri), exists=lambda: Path(uri).exists())
     result = sup.run(lambda: scenario.run(config, sup, uri, None, "isolated run", log, output))
     return {
         "invariants": [{"name": i.name, "passed": i.passed, "detail": i.detail} for i in result.invariants],

@@ -123,6 +123,7 @@ class CdfRun:
                 *_table_metrics(self.files, _folder_bytes(self.uri), model.latest, vacuum_s, vacuumed),
             )
         error_metric, error_invariant = self._errors()
+        error_invariant = self._explained({error_invariant.name: error_invariant}, forensics)[error_invariant.name]
         self.sup.record(error_metric, error_invariant)
         with self.sup.phase(SHRINK):
             self._shrink(checks, model, forensics)

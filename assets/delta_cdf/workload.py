@@ -27,7 +27,7 @@ from assets.delta_cdf.ops import TAG, Op
 from regression_pipelines.kit.generate import INT64, NUMERIC, TEXT, TIMESTAMP, Coverage, Domain, Shape, ValueClass
 from regression_pipelines.kit.generate.values import skewed_key
 from regression_pipelines.kit.supervisor import NEVER_CAUGHT
-from regression_pipelines.measure import ErrorTally
+from regression_pipelines.measure import ErrorTally, describe_error
 
 CONFLICT = "conflict"
 SHAPES = (
@@ -368,5 +368,5 @@ def is_panic(exc: BaseException) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"[:300]
+    """Class, first line and chained causes: delta-rs says "Generic LocalFileSystem error" and the cause below."""
+    return describe_error(exc)[:300]

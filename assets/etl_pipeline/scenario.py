@@ -48,6 +48,7 @@ from regression_pipelines.kit.observe import rabbitmq as observe_mq
 from regression_pipelines.kit.observe.watch import Sampler
 from regression_pipelines.kit.supervisor import CLEANUP, JUDGE, NEMESIS, SETTLE, SETUP, WORKLOAD, Supervisor
 from regression_pipelines.measure import ErrorTally, describe_error, percentile
+from regression_pipelines.removal import remove_tree
 from regression_pipelines.results import Direction, Invariant, Metric, MetricKind, ScenarioResult
 
 AREA = "etl_pipeline"
@@ -189,7 +190,7 @@ def run(config: EtlConfig, services: Services, sup: Supervisor, output_dir: Path
     r = Run(config, services, sup, output_dir, log or logging.getLogger(__name__))
     r.log.info(f"etl_pipeline run {r.run_id}: queues {r.topology.prefix}.*, tables {r.names.jobs}, "
                f"{r.names.failed}, role {r.names.role}")  # fmt: skip
-    sup.on_cleanup(f"remove {r.folder}", lambda: shutil.rmtree(r.folder, ignore_errors=True))
+    sup.on_cleanup(f"remove {r.folder}", lambda: remove_tree(r.folder))
     sup.partial.environment.update(run_prefix=r.topology.prefix, fault=config.fault, queue_type=config.queue_type)
     crashed = True
     try:

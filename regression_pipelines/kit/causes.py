@@ -10,6 +10,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from regression_pipelines.measure import error_text
+
 # Frames in these folders are "ours": the place a failure is reported at is the last of them on the stack.
 OWN_PACKAGES = ("assets", "regression_pipelines", "resources", "tests")
 PLUMBING = ("regression_pipelines/kit/supervisor.py", "regression_pipelines/kit/run.py")  # never "where"
@@ -58,8 +60,8 @@ def qualified_name(exc: BaseException) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else ""
+    """The message's first line and the causes it chains (delta-rs puts the cause under a generic first line)."""
+    return error_text(exc)[:500]
 
 
 def root_cause(exc: BaseException) -> RootCause:

@@ -395,3 +395,39 @@ def test_a_table_folder_moved_away_mid_run_ends_in_a_verdict_naming_it(tmp_path:
     assert RUN_COMPLETED not in failed and result.metric("write.commits").value >= 2  # figures still reported
     shutil.rmtree(moved[0])
     assert list((tmp_path / "delta").iterdir()) == []
+
+
+def test_a_log_made_unwritable_mid_run_is_named_and_the_table_still_removed(tmp_path: Path) -> None:
+    """An outside `chattr +i` on the table's _delta_log for 2 s (nobody's nemesis; root ignores permission bits,
+    not the immutable flag): the commits in that window fail, no_operation_errors names the OS error under
+    delta-rs's generic first line and what the folder watch saw, and the cleanup, which cannot remove the table
+    while the flag is set, retries until it can: nothing is left behind."""
+    import threading
+
+    shut: list[Path] = []
+
+    def immutable_once_it_commits() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not shut:
+            logs = list((tmp_path / "delta").glob("*/_delta_log/*.json"))
+            if len(logs) >= 3:
+                log = logs[0].parent
+                if subprocess.run(["chattr", "+i", str(log)], check=False).returncode == 0:
+                    shut.append(log)
+                    time.sleep(2.0)
+                    subprocess.run(["chattr", "-i", str(log)], check=True)
+                return
+            time.sleep(0.01)
+
+    fault = threading.Thread(target=immutable_once_it_commits, daemon=True)
+    fault.start()
+    result = _run(tmp_path, **{**SMALL, "serial_commits": 60})
+    fault.join(timeout=130)
+    if not shut:
+        pytest.skip("chattr +i is not possible here (not root, or the filesystem has no immutable flag)")
+    failed = _failed(result)
+    errors = failed[NO_OPERATION_ERRORS]
+    assert "Operation not permitted (os error 1)" in errors, errors
+    assert f"{shut[0]} could not be written (permissions, an immutable flag or a read-only mount) at " in errors
+    assert NO_LEFTOVERS not in failed and RUN_COMPLETED not in failed, failed
+    assert list((tmp_path / "delta").iterdir()) == []

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from regression_pipelines.kit.observe import folders
+from regression_pipelines.removal import remove_tree
 
 
 def _looks(*paths: Path) -> folders.FolderLook:
@@ -63,3 +68,35 @@ def test_the_watch_keeps_a_moment_the_last_look_cannot_see(tmp_path: Path) -> No
         assert "back by the last look" in finding
     finally:
         watch.stop()
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    """chattr +i / -i (root on ext4 here); False where the filesystem or user cannot."""
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def test_a_folder_made_unwritable_for_a_moment_is_named_even_for_root(tmp_path: Path) -> None:
+    """Root ignores permission bits, so the fault tried from outside was an immutable _delta_log (chattr +i): every
+    commit failed while it lasted. os.access sees it; permission bits stand in where chattr cannot run."""
+    log = tmp_path / "table" / "_delta_log"
+    log.mkdir(parents=True)
+    first = _looks(log)
+    if not _immutable(log, True):
+        if os.geteuid() == 0:
+            pytest.skip("chattr cannot set the immutable flag here, and root ignores permission bits")
+        log.chmod(0o555)
+    try:
+        shut = _looks(log)
+        with pytest.raises(OSError, match="could not be removed"):
+            remove_tree(log.parent)  # a cleanup that fails says so (the supervisor retries it, then names it)
+    finally:
+        _immutable(log, False)
+        log.chmod(0o755)
+    (finding,) = folders.findings([first, shut, _looks(log)])
+    assert finding.startswith(f"{log} could not be written (permissions, an immutable flag or a read-only mount) "
+                              "at 1 of 3 looks, ")  # fmt: skip
+    assert finding.endswith("(writable again by the last look)")
+    remove_tree(log.parent)
+    assert not log.parent.exists()
+    remove_tree(log.parent)  # already gone: nothing to do

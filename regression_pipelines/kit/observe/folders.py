@@ -1,5 +1,7 @@
-"""Whether the folders a run owns stayed where they were: a table's folder moved away, deleted, or replaced for
-a moment explains every read that failed with "not found", and is back (or gone) by the time the judge looks.
+"""Whether the folders a run owns stayed where they were and writable: a table's folder moved away, deleted, or
+replaced for a moment explains every read that failed with "not found", one made unwritable (permissions, an
+immutable flag, a read-only mount; `os.access`, which sees all three, even for root) every write that failed,
+and either is back by the time the judge looks.
 
 Why a watch: the judge's look at the folder sees it back where it was and finds nothing; the looks taken every
 `period_s` keep when it was missing. A path that did not exist at the first look is not watched (not made yet).
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from regression_pipelines.kit.observe.watch import Sampler
@@ -21,17 +23,20 @@ from regression_pipelines.kit.observe.watch import Sampler
 class FolderLook:
     at: float  # monotonic seconds
     inodes: dict[str, int | None]  # path -> its inode, None when it could not be found
+    writable: dict[str, bool] = field(default_factory=dict)  # path (found) -> whether this process may write it
 
 
 def look(paths: Sequence[str | Path], clock: Callable[[], float] = time.monotonic) -> FolderLook:
     """One look (never raises: a path that cannot be stat'ed is missing)."""
     inodes: dict[str, int | None] = {}
+    writable: dict[str, bool] = {}
     for path in paths:
         try:
             inodes[str(path)] = os.stat(path).st_ino
+            writable[str(path)] = os.access(path, os.W_OK)
         except OSError:
             inodes[str(path)] = None
-    return FolderLook(clock(), inodes)
+    return FolderLook(clock(), inodes, writable)
 
 
 def findings(looks: Sequence[FolderLook]) -> list[str]:
@@ -52,11 +57,23 @@ def findings(looks: Sequence[FolderLook]) -> list[str]:
             standing = "still missing at the last look" if now is None else "back by the last look"
             found.append(f"{path} was missing at {len(missing)} of {len(looks)} looks, {span} into the run "
                          f"({standing})")  # fmt: skip
+        if first.writable.get(path, True):
+            found += _unwritable(path, first, looks)
         if replaced:
             standing = "" if now is None or now == inode else ", and is another folder than the run made"
             found.append(f"{path} was replaced (another inode), seen {_span(first, replaced)} into the run"
                          f"{standing}")  # fmt: skip
     return found
+
+
+def _unwritable(path: str, first: FolderLook, looks: Sequence[FolderLook]) -> list[str]:
+    shut = [x for x in looks if x.inodes.get(path) is not None and not x.writable.get(path, True)]
+    if not shut:
+        return []
+    last = looks[-1]
+    standing = "still not at the last look" if shut[-1] is last else "writable again by the last look"
+    return [f"{path} could not be written (permissions, an immutable flag or a read-only mount) at {len(shut)} of "
+            f"{len(looks)} looks, {_span(first, shut)} into the run ({standing})"]  # fmt: skip
 
 
 def _span(first: FolderLook, seen: Sequence[FolderLook]) -> str:
